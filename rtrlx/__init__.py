@@ -1,0 +1,19 @@
+"""rtrlx: online gradients for recurrent networks in JAX.
+
+One interface, ``Learner(init, step)``, for exact real-time recurrent learning, its
+approximations and truncated BPTT; :func:`sequence_grads` runs any of them over a sequence.
+"""
+
+from . import cells as cells
+from . import losses as losses
+from ._errors import NotOnlineError as NotOnlineError
+from ._errors import RtrlxError as RtrlxError
+from ._errors import ShapeError as ShapeError
+from ._errors import UnsupportedCellError as UnsupportedCellError
+from .learners import Learner as Learner
+from .learners import bptt as bptt
+from .learners import rtrl as rtrl
+from .learners import tbptt as tbptt
+from .sequence import sequence_grads as sequence_grads
+
+__version__ = "0.1.0"

@@ -1,0 +1,24 @@
+"""Recurrent cells: equinox Modules with ``new_state = cell(state, x)``."""
+
+from ._base import AbstractCell as AbstractCell
+from ._base import num_components as num_components
+from ._base import state_to_units as state_to_units
+from ._base import units_to_state as units_to_state
+from .elman import Elman as Elman
+from .elstm import ELSTM as ELSTM
+from .gru import GRU as GRU
+from .lru import LRU as LRU
+from .lstm import LSTM as LSTM
+from .rhn import RHN as RHN
+from .rtu import RTU as RTU
+
+#: Every cell, by its command-line name.
+CELLS: dict[str, type[AbstractCell]] = {
+    "elman": Elman,
+    "gru": GRU,
+    "lstm": LSTM,
+    "rhn": RHN,
+    "lru": LRU,
+    "rtu": RTU,
+    "elstm": ELSTM,
+}

@@ -1,0 +1,122 @@
+"""The contract every recurrent cell follows, and the unit view learners work in.
+
+A cell is an equinox Module: its trainable parameters are its inexact array leaves, its
+configuration is static. It states what learners may assume about it:
+
+* ``diagonal``: each unit's next state depends on no other unit's state, so the Jacobian
+  of the state update is block-diagonal by unit and element-wise RTRL is exact.
+* ``param_units()``: the unit that each parameter entry acts on directly. Every cell in rtrlx
+  is *unit-local*: a parameter changes, within one step, only the state of its own unit. SnAp
+  and element-wise RTRL build their sparse influence matrices on this map.
+* ``connectivity()``: which unit reads which other unit through the recurrence.
+
+Learners see the state in its *unit view*: a real array of shape ``(S, hidden)``, one row
+per state component (``S = 2`` for an LSTM's ``(h, c)`` or the real and imaginary parts of an
+LRU's complex state).
+"""
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from .._types import State
+
+
+class AbstractCell(eqx.Module):
+    """A recurrent cell: ``new_state = cell(state, x)``.
+
+    Subclasses define the fields ``input_size`` and ``hidden_size`` and the abstract
+    methods. They are final: extend by composition, not by subclassing a concrete cell.
+    """
+
+    input_size: eqx.AbstractVar[int]
+    hidden_size: eqx.AbstractVar[int]
+
+    #: True when the recurrence is element-wise (block-diagonal by unit), as in LRU, RTU, eLSTM.
+    diagonal: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def init_state(self) -> State:
+        """The initial state ``h_0`` (zeros), one array or a tuple of ``(hidden,)`` arrays."""
+
+    @abc.abstractmethod
+    def __call__(self, state: State, x: Float[Array, " input"]) -> State:
+        """One step of the recurrence."""
+
+    @abc.abstractmethod
+    def features(self, state: State) -> Float[Array, " output"]:
+        """The real vector a readout (the ``head``) sees, of length ``output_size``."""
+
+    @property
+    @abc.abstractmethod
+    def output_size(self) -> int:
+        """The length of :meth:`features`."""
+
+    def param_units(self) -> PyTree[np.ndarray]:
+        """For each trainable array, an integer array of its shape: the unit each entry drives.
+
+        Shaped like ``eqx.filter(self, eqx.is_inexact_array)``. The default reads the first
+        axis of every parameter as gate blocks of ``hidden_size`` rows (row ``r`` drives unit
+        ``r % hidden_size``), which is the layout of every cell in rtrlx; a cell laid out
+        otherwise overrides this. The test suite checks it against the cell's Jacobian.
+        """
+        n = self.hidden_size
+        return jax.tree.map(
+            lambda a: unit_index(a.shape, n), eqx.filter(self, eqx.is_inexact_array)
+        )
+
+    def connectivity(self) -> np.ndarray:
+        """Boolean ``(hidden, hidden)`` matrix: entry ``[k, u]`` is True when unit k reads unit u.
+
+        The diagonal is always True (a unit reads its own state).
+        """
+        n = self.hidden_size
+        return np.eye(n, dtype=bool) if self.diagonal else np.ones((n, n), dtype=bool)
+
+
+def unit_index(shape: tuple[int, ...], n: int) -> np.ndarray:
+    """Unit index for an array whose first axis stacks gate blocks of ``n`` units each."""
+    rows = np.arange(shape[0]) % n
+    return np.broadcast_to(rows.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
+
+
+def state_to_units(state: State) -> Float[Array, "S hidden"]:
+    """The unit view of a state: real rows, complex leaves split into real and imaginary."""
+    rows = []
+    for leaf in jax.tree.leaves(state):
+        if jnp.iscomplexobj(leaf):
+            rows.extend([jnp.real(leaf), jnp.imag(leaf)])
+        else:
+            rows.append(leaf)
+    return jnp.stack(rows)
+
+
+def units_to_state(units: Float[Array, "S hidden"], like: State) -> State:
+    """Inverse of :func:`state_to_units`, with the structure and dtypes of ``like``."""
+    leaves, treedef = jax.tree.flatten(like)
+    out, i = [], 0
+    for leaf in leaves:
+        if jnp.iscomplexobj(leaf):
+            out.append(jax.lax.complex(units[i], units[i + 1]))
+            i += 2
+        else:
+            out.append(units[i])
+            i += 1
+    return jax.tree.unflatten(treedef, out)
+
+
+def num_components(cell: AbstractCell) -> int:
+    """``S``: the number of real state components per unit."""
+    return sum(
+        2 if jnp.iscomplexobj(leaf) else 1 for leaf in jax.tree.leaves(cell.init_state())
+    )
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> Array:
+    """Uniform initialisation on ``[-bound, bound]`` in the default float dtype."""
+    return jax.random.uniform(key, shape, minval=-bound, maxval=bound)

@@ -1,0 +1,8 @@
+"""Gradient algorithms: one factory each, each returning a :class:`Learner`."""
+
+from ._base import Learner as Learner
+from .bptt import bptt as bptt
+from .rtrl import RTRLState as RTRLState
+from .rtrl import rtrl as rtrl
+from .tbptt import TBPTTState as TBPTTState
+from .tbptt import tbptt as tbptt

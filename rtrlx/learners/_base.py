@@ -1,0 +1,168 @@
+"""What every learner shares: the ``Learner`` value, the readout, batching and input checks.
+
+A learner is written for one example. ``step`` handles a batch by ``vmap`` over the leading
+axis of the state and input, keeping counters and PRNG keys unbatched, and averages losses
+and gradients over the batch.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+from .._errors import ShapeError, UnsupportedCellError
+from .._types import Grads, State
+from ..cells._base import AbstractCell, state_to_units, units_to_state
+
+LossFn = Callable[[Array, Array], Array]
+
+
+def _never_exact(cell: AbstractCell) -> bool:
+    return False
+
+
+class Learner(NamedTuple):
+    """A gradient algorithm: a pair of pure functions, built by a factory such as ``rtrl()``.
+
+    Attributes:
+        init: ``init(cell, *, key=None, batch_size=None) -> state``: the hidden state
+            ``h_0`` and the learner's traces, for one stream or a batch of ``batch_size``.
+        step: ``step(cell, head, loss_fn, state, x, y) -> (state, loss, (cell_grads,
+            head_grads))``: consume one time step; ``loss`` is this step's loss (batch
+            mean) and the gradients are this step's contribution, so that their sum over
+            a sequence is the learner's gradient of the summed loss.
+        sequence: an optional whole-sequence path ``(cell, head, loss_fn, xs, ys, *, key)
+            -> (loss, grads)`` that :func:`rtrlx.sequence_grads` uses instead of scanning
+            ``step`` (BPTT's reverse pass, for one).
+        name: the learner as the command line names it, e.g. ``"snap:1"``.
+        exact_on: ``exact_on(cell) -> bool``: whether this learner claims the exact
+            gradient on ``cell``. ``rtrlx check`` holds it to that claim.
+        online: whether ``step`` can stream (memory constant in the sequence length).
+    """
+
+    init: Callable[..., Any]
+    step: Callable[..., tuple[Any, Array, tuple[Grads, Grads]]]
+    sequence: Callable[..., tuple[Array, tuple[Grads, Grads]]] | None = None
+    name: str = ""
+    exact_on: Callable[[AbstractCell], bool] = _never_exact
+    online: bool = True
+
+
+class FlatCell(NamedTuple):
+    """A cell split into its flat parameter vector and a way back."""
+
+    theta: Float[Array, " P"]
+    unravel: Callable[[Array], Any]
+    static: Any
+
+    def rebuild(self, theta: Array) -> AbstractCell:
+        """The cell with parameters ``theta``."""
+        return eqx.combine(self.unravel(theta), self.static)
+
+
+def flatten_cell(cell: AbstractCell) -> FlatCell:
+    """Split ``cell`` into a flat parameter vector (in ``jax.tree.leaves`` order)."""
+    params, static = eqx.partition(cell, eqx.is_inexact_array)
+    theta, unravel = ravel_pytree(params)
+    return FlatCell(theta, unravel, static)
+
+
+def unit_transition(flat: FlatCell, like: State) -> Callable[[Array, Array, Array], Array]:
+    """``f(theta, units, x) -> units'``: one step of the cell in the unit view."""
+
+    def f(theta, units, x):
+        return state_to_units(flat.rebuild(theta)(units_to_state(units, like), x))
+
+    return f
+
+
+def readout(
+    cell: AbstractCell, head: Any, loss_fn: LossFn, hidden: State, y: Array
+) -> tuple[Array, Array, Any, Array]:
+    """Loss of one example at one step and its gradients.
+
+    Returns:
+        ``(loss, d loss/d theta through the features only (flat), head gradients,
+        d loss/d state in the unit view (S, n))``.
+    """
+    cell_p, cell_s = eqx.partition(cell, eqx.is_inexact_array)
+    head_p, head_s = eqx.partition(head, eqx.is_inexact_array)
+    units = state_to_units(hidden)
+
+    def loss_of(cp, hp, u):
+        c = eqx.combine(cp, cell_s)
+        return loss_fn(eqx.combine(hp, head_s)(c.features(units_to_state(u, hidden))), y)
+
+    loss, (g_cell, g_head, delta) = jax.value_and_grad(loss_of, argnums=(0, 1, 2))(
+        cell_p, head_p, units
+    )
+    return loss, ravel_pytree(g_cell)[0], g_head, delta
+
+
+def check_cell(cell: Any, learner: str) -> AbstractCell:
+    """Refuse anything that is not an rtrlx cell, with the fix in the message."""
+    if not isinstance(cell, AbstractCell):
+        raise UnsupportedCellError(
+            f"{learner}: expected an rtrlx cell (a subclass of rtrlx.cells.AbstractCell), got "
+            f"{type(cell).__name__}. Use one of rtrlx.cells (Elman, GRU, LSTM, RHN, LRU, RTU, "
+            "ELSTM) or subclass AbstractCell."
+        )
+    return cell
+
+
+def is_batched(cell: AbstractCell, hidden: State, x: Array, learner: str) -> bool:
+    """Whether this step is batched, after checking ``x`` against the cell and the state."""
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2) or x.shape[-1] != cell.input_size:
+        raise ShapeError(
+            f"{learner}: x_t has shape {x.shape}; expected (input,) or (batch, input) with "
+            f"input = cell.input_size = {cell.input_size}."
+        )
+    state_ndim = jax.tree.leaves(hidden)[0].ndim
+    batched = state_ndim == 2
+    if batched != (x.ndim == 2) or (batched and jax.tree.leaves(hidden)[0].shape[0] != x.shape[0]):
+        raise ShapeError(
+            f"{learner}: x_t has shape {x.shape} but the state was made for "
+            + (f"a batch of {jax.tree.leaves(hidden)[0].shape[0]}" if batched else "one stream")
+            + ". Call learner.init(cell, key=key, batch_size=B) with B = x_t.shape[0], or "
+            "batch_size=None for unbatched steps."
+        )
+    return batched
+
+
+def batch_init(cell: AbstractCell, batch_size: int | None, make: Callable[[], Any]) -> Any:
+    """``make()`` for one stream, broadcast to ``batch_size`` streams when given."""
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    one = make()
+    if batch_size is None:
+        return one
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (batch_size, *a.shape)), one)
+
+
+def map_batch(fn: Callable[..., Any], batched: bool, *args: Any) -> Any:
+    """Apply a one-example ``fn`` to each example when batched."""
+    return jax.vmap(fn)(*args) if batched else fn(*args)
+
+
+def batch_mean(tree: Any, batched: bool) -> Any:
+    """Average over the batch axis when batched."""
+    return jax.tree.map(lambda a: jnp.mean(a, axis=0), tree) if batched else tree
+
+
+def zeros_grads(cell: AbstractCell, head: Any) -> tuple[Grads, Grads]:
+    """Zero gradients shaped like ``(eqx.filter(cell, ...), eqx.filter(head, ...))``."""
+    return jax.tree.map(
+        jnp.zeros_like, (eqx.filter(cell, eqx.is_inexact_array), eqx.filter(head, eqx.is_inexact_array))
+    )
+
+
+def flat_param_units(cell: AbstractCell) -> np.ndarray:
+    """The unit of every entry of the flat parameter vector (see ``param_units``)."""
+    leaves = jax.tree.leaves(cell.param_units())
+    return np.concatenate([np.asarray(u).reshape(-1) for u in leaves]).astype(np.int32)

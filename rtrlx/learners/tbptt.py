@@ -1,0 +1,141 @@
+"""Truncated backpropagation through time, streaming in windows of k steps."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Float, Int
+
+from .._types import State
+from ..cells._base import num_components, state_to_units
+from ._base import (
+    Learner,
+    batch_init,
+    batch_mean,
+    check_cell,
+    flatten_cell,
+    is_batched,
+    map_batch,
+    readout,
+    unit_transition,
+)
+from .bptt import _grads
+
+
+class TBPTTState(NamedTuple):
+    """State of ``tbptt(k)``: the open window of at most ``k`` steps."""
+
+    hidden: State  # the state h_t; leaves (hidden,) or (batch, hidden)
+    window_start: State  # h at the start of the open window, same shapes as hidden
+    inputs: Float[Array, "... k input"]  # the open window's inputs
+    cotangents: Float[Array, "... k S hidden"]  # dL_t/dh_t of the open window, unit view
+    count: Int[Array, ""]  # steps taken in the open window, shape=(), int32
+
+
+def tbptt(k: int) -> Learner:
+    """Truncated BPTT: backpropagate through windows of ``k`` steps, cut between windows.
+
+    Streaming, the learner keeps the open window's inputs and the loss gradients with
+    respect to its states (memory O(k), constant in the sequence length) and emits the
+    window's gradient at its last step; the other steps emit the readout's gradient only.
+    :func:`rtrlx.sequence_grads` also flushes a final partial window. With ``k >= T`` it is
+    BPTT.
+
+    Args:
+        k: the truncation length, a positive integer.
+
+    Returns:
+        A :class:`Learner`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, equinox as eqx, rtrlx
+        >>> cell = rtrlx.cells.GRU(2, 4, key=jax.random.key(0))
+        >>> head = eqx.nn.Linear(4, 1, key=jax.random.key(1))
+        >>> xs, ys = jnp.ones((6, 2)), jnp.zeros((6, 1))
+        >>> loss, grads = rtrlx.sequence_grads(rtrlx.tbptt(3), cell, head, rtrlx.losses.mse, xs, ys)
+
+    References:
+        Williams and Peng. An efficient gradient-based algorithm for on-line training of
+        recurrent network trajectories. Neural Computation 1990.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(
+            f"tbptt(k): the truncation length k must be a positive integer, got {k!r}. "
+            "Use k >= 1 (k = 1 backpropagates through the current step only)."
+        )
+
+    def init(cell, *, key=None, batch_size=None):
+        del key
+        check_cell(cell, f"tbptt({k})")
+        s, n = num_components(cell), cell.hidden_size
+
+        def make():
+            h0 = cell.init_state()
+            dtype = jax.tree.leaves(h0)[0].real.dtype
+            return TBPTTState(
+                hidden=h0,
+                window_start=h0,
+                inputs=jnp.zeros((k, cell.input_size), dtype),
+                cotangents=jnp.zeros((k, s, n), dtype),
+                count=jnp.zeros((), jnp.int32),
+            )
+
+        state = batch_init(cell, batch_size, make)
+        return state._replace(count=jnp.zeros((), jnp.int32))
+
+    def step(cell, head, loss_fn, state: TBPTTState, x, y):
+        name = f"tbptt({k})"
+        check_cell(cell, name)
+        batched = is_batched(cell, state.hidden, x, name)
+        flat = flatten_cell(cell)
+        count = state.count
+
+        def forward(hidden, inputs, cotangents, x, y):
+            new_hidden = cell(hidden, x)
+            loss, g_direct, g_head, delta = readout(cell, head, loss_fn, new_hidden, y)
+            inputs = inputs.at[count].set(x)
+            cotangents = cotangents.at[count].set(delta)
+            return new_hidden, inputs, cotangents, loss, g_direct, g_head
+
+        new_hidden, inputs, cotangents, loss, g_direct, g_head = map_batch(
+            forward, batched, state.hidden, state.inputs, state.cotangents, x, y
+        )
+
+        def window_grad(start, inputs, cotangents):
+            f = unit_transition(flat, start)
+
+            def unroll(theta):
+                def body(u, x):
+                    u = f(theta, u, x)
+                    return u, u
+
+                return lax.scan(body, state_to_units(start), inputs)[1]
+
+            # Steps after `count` carry zero cotangents, so a partial window is exact too.
+            return jax.vjp(unroll, flat.theta)[1](cotangents)[0]
+
+        full = count == k - 1
+        g_window = lax.cond(
+            full,
+            lambda: map_batch(window_grad, batched, state.window_start, inputs, cotangents),
+            lambda: jnp.zeros_like(g_direct),
+        )
+        g_cell, g_head, loss = batch_mean((g_direct + g_window, g_head, loss), batched)
+        new_state = TBPTTState(
+            hidden=new_hidden,
+            window_start=jax.tree.map(
+                lambda a, b: jnp.where(full, a, b), new_hidden, state.window_start
+            ),
+            inputs=inputs,
+            cotangents=jnp.where(full, jnp.zeros_like(cotangents), cotangents),
+            count=jnp.where(full, 0, count + 1).astype(jnp.int32),
+        )
+        return new_state, loss, (flat.unravel(g_cell), g_head)
+
+    return Learner(
+        init=init,
+        step=step,
+        sequence=_grads(k),
+        name=f"tbptt:{k}",
+    )
