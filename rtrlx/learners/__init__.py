@@ -6,3 +6,6 @@ from .rtrl import RTRLState as RTRLState
 from .rtrl import rtrl as rtrl
 from .tbptt import TBPTTState as TBPTTState
 from .tbptt import tbptt as tbptt
+from .diag_rtrl import diag_rtrl as diag_rtrl
+from .snap import SnApState as SnApState
+from .snap import snap as snap

@@ -1,0 +1,39 @@
+"""Element-wise RTRL: exact and O(parameters) per step on cells with diagonal recurrence."""
+
+from ._base import Learner
+from .snap import sparse_rtrl
+
+
+def diag_rtrl() -> Learner:
+    """Exact RTRL for cells whose recurrence is diagonal (LRU, RTU, ELSTM).
+
+    When each unit's next state depends only on its own state, the influence of a parameter
+    stays on the unit it drives, so the influence matrix has one non-zero block (of size
+    ``S x S`` state components) per parameter. Keeping just those entries and updating them
+    element-wise is exact RTRL at O(parameters) memory and time per step, the online learning
+    of the LRU paper and the real-time learning of RTUs. A cell with dense recurrence is
+    refused with an error that names ``snap(1)``, the same update used as an approximation.
+
+    Returns:
+        A :class:`Learner` exact on every cell it accepts.
+
+    Raises:
+        UnsupportedCellError: from ``init``/``step`` when ``cell.diagonal`` is False.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, equinox as eqx, rtrlx
+        >>> cell = rtrlx.cells.LRU(2, 4, key=jax.random.key(0))
+        >>> head = eqx.nn.Linear(cell.output_size, 1, key=jax.random.key(1))
+        >>> loss, grads = rtrlx.sequence_grads(
+        ...     rtrlx.diag_rtrl(), cell, head, rtrlx.losses.mse,
+        ...     jnp.ones((5, 2)), jnp.zeros((5, 1)))
+
+    References:
+        Zucchet, Meier, Schug, Mujika, Sacramento. Online learning of long-range dependencies.
+        NeurIPS 2023. https://arxiv.org/abs/2305.15947
+
+        Elelimy, White, Bowling, White. Real-Time Recurrent Learning using Trace Units in
+        Reinforcement Learning. NeurIPS 2024. https://arxiv.org/abs/2409.01449
+    """
+    learner = sparse_rtrl(1, "diag_rtrl", require_diagonal=True)
+    return learner._replace(exact_on=lambda cell: bool(cell.diagonal))
