@@ -9,3 +9,5 @@ from .tbptt import tbptt as tbptt
 from .diag_rtrl import diag_rtrl as diag_rtrl
 from .snap import SnApState as SnApState
 from .snap import snap as snap
+from ._registry import LEARNERS as LEARNERS
+from ._registry import make as make

@@ -1,0 +1,59 @@
+"""Learners by their command-line names: ``rtrl``, ``snap:1``, ``tbptt:5``, ..."""
+
+from collections.abc import Callable
+
+from ._base import Learner
+from .bptt import bptt
+from .diag_rtrl import diag_rtrl
+from .rtrl import rtrl
+from .snap import snap
+from .tbptt import tbptt
+
+#: name -> (factory, whether it takes an integer argument, what the argument is)
+LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
+    "bptt": (bptt, None),
+    "tbptt": (tbptt, "k, the truncation length"),
+    "rtrl": (rtrl, None),
+    "diag_rtrl": (diag_rtrl, None),
+    "snap": (snap, "n, 1 or 2"),
+}
+
+
+def valid_names() -> str:
+    """The accepted spellings, for error messages."""
+    return ", ".join(f"{k}:<{v.split(',')[0]}>" if v else k for k, (_, v) in LEARNERS.items())
+
+
+def make(spec: str) -> Learner:
+    """Build a learner from its name, e.g. ``make("snap:1")`` or ``make("tbptt:20")``.
+
+    Args:
+        spec: ``name`` or ``name:argument``.
+
+    Returns:
+        The :class:`Learner`.
+
+    Raises:
+        ValueError: for an unknown name or a bad argument, listing the valid choices.
+
+    Examples:
+        >>> make("tbptt:5").name
+        'tbptt:5'
+    """
+    name, _, arg = spec.strip().partition(":")
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {spec!r}; valid learners: {valid_names()}.")
+    factory, takes = LEARNERS[name]
+    if takes is None:
+        if arg:
+            raise ValueError(f"learner {name!r} takes no argument, got {spec!r}.")
+        return factory()
+    if not arg:
+        arg = "1" if name == "snap" else ""
+    try:
+        value = int(arg)
+    except ValueError:
+        raise ValueError(
+            f"learner {name!r} needs an integer argument ({takes}), e.g. {name}:1; got {spec!r}."
+        ) from None
+    return factory(value)

@@ -1,0 +1,127 @@
+"""Each cell keeps the contract, and what it declares about itself is true."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import CELL_SPECS, DIAGONAL, INPUT, flat, make_problem
+
+import rtrlx
+from rtrlx.cells import num_components, state_to_units, units_to_state
+from rtrlx.learners._base import flat_param_units, flatten_cell, unit_transition
+
+
+@pytest.mark.parametrize("name", CELL_SPECS)
+def test_contract(name):
+    cell, _, xs, _ = make_problem(name)
+    h = cell.init_state()
+    for leaf in jax.tree.leaves(h):
+        assert leaf.shape == (cell.hidden_size,)
+        assert leaf.real.dtype == jnp.float64  # x64 on: the default float dtype
+    h2 = cell(h, xs[0])
+    assert jax.tree.structure(h2) == jax.tree.structure(h)
+    feats = cell.features(h2)
+    assert feats.shape == (cell.output_size,) and feats.dtype == jnp.float64
+    for leaf in jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array)):
+        assert leaf.dtype == jnp.float64
+    units = state_to_units(h2)
+    assert units.shape == (num_components(cell), cell.hidden_size)
+    back = units_to_state(units, h2)
+    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(h2)))
+
+
+@pytest.mark.parametrize("name", CELL_SPECS)
+def test_declared_structure_matches_the_jacobians(name):
+    """param_units, diagonal and connectivity are checked against the true Jacobians."""
+    cell, _, xs, _ = make_problem(name)
+    h = cell(cell.init_state(), xs[0])
+    fc = flatten_cell(cell)
+    f = unit_transition(fc, h)
+    units = state_to_units(h)
+    j_theta = jax.jacrev(f)(fc.theta, units, xs[1])  # (S, n, P)
+    j_h = jax.jacfwd(f, argnums=1)(fc.theta, units, xs[1])  # (S, n, S, n)
+    owner = flat_param_units(cell)
+    n = cell.hidden_size
+    touched = jnp.abs(j_theta).sum(axis=0) > 0  # (n, P)
+    off_unit = touched & (np.arange(n)[:, None] != owner[None, :])
+    assert not bool(off_unit.any()), "a parameter drives a unit other than its declared one"
+    unit_reads = np.asarray(jnp.abs(j_h).sum(axis=(0, 2)) > 0)  # [k, u]
+    assert not np.any(unit_reads & ~cell.connectivity()), "undeclared recurrent connection"
+    if cell.diagonal:
+        assert not np.any(unit_reads & ~np.eye(n, dtype=bool))
+    else:
+        assert np.any(unit_reads & ~np.eye(n, dtype=bool))
+    assert cell.diagonal == (name in DIAGONAL)
+
+
+def test_sparse_elman_mask_is_fixed_and_respected():
+    cell = rtrlx.cells.Elman(INPUT, 10, density=0.3, mask_seed=4, key=jax.random.key(0))
+    conn = cell.connectivity()
+    assert conn.diagonal().all() and 0.2 < conn.mean() < 0.5
+    np.testing.assert_array_equal(conn, cell.connectivity())
+    with pytest.raises(ValueError, match="density"):
+        rtrlx.cells.Elman(INPUT, 4, density=0.0, key=jax.random.key(0))
+
+
+def test_lru_initialisation_is_on_the_ring():
+    cell = rtrlx.cells.LRU(INPUT, 512, r_min=0.5, r_max=0.9, key=jax.random.key(0))
+    lam_re, lam_im = cell.eigenvalues()
+    modulus = jnp.sqrt(lam_re**2 + lam_im**2)
+    assert 0.5 <= float(modulus.min()) and float(modulus.max()) <= 0.9
+    np.testing.assert_allclose(jnp.exp(cell.gamma_log), jnp.sqrt(1 - modulus**2), rtol=1e-12)
+
+
+def test_rtu_linear_and_nonlinear_forms():
+    key = jax.random.key(0)
+    lin = rtrlx.cells.RTU(INPUT, 4, key=key)
+    nonlin = rtrlx.cells.RTU(INPUT, 4, nonlinear=True, key=key)
+    x = jnp.ones(INPUT)
+    a1, a2 = lin(lin.init_state(), x)
+    r = jnp.exp(-jnp.exp(lin.nu_log))
+    np.testing.assert_allclose(a1, jnp.sqrt(1 - r**2) * (lin.w1 @ x), rtol=1e-12)
+    np.testing.assert_allclose(lin.features((a1, a2)), jax.nn.relu(jnp.concatenate([a1, a2])))
+    c1, c2 = nonlin(nonlin.init_state(), x)
+    np.testing.assert_allclose(c1, jax.nn.relu(a1))
+    np.testing.assert_allclose(nonlin.features((c1, c2)), jnp.concatenate([c1, c2]))
+
+
+def test_one_unit_lru_gradient_by_hand():
+    """A one-unit LRU, loss sum_t Re(h_t): its gradient in closed form against all learners.
+
+    h_t = gamma b sum_{s<=t} lam^(t-s) x_s with lam = exp(-exp(nu) + i exp(theta)), so
+    dh_t/dnu = -exp(nu) sum (t-s) lam^(t-s) gamma b x_s, dh_t/dtheta = i exp(theta) (same sum),
+    dh_t/dgamma_log = h_t, dh_t/db_re = gamma sum lam^(t-s) x_s and dh_t/db_im = i of that.
+    """
+    T = 25
+    cell = rtrlx.cells.LRU(1, 1, key=jax.random.key(0))
+    cell = eqx.tree_at(
+        lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im),
+        cell,
+        (jnp.array([-1.3]), jnp.array([-0.7]), jnp.array([-0.4]), jnp.array([[0.8]]), jnp.array([[-0.5]])),
+    )
+    head = eqx.nn.Linear(2, 1, key=jax.random.key(1))
+    head = eqx.tree_at(lambda m: (m.weight, m.bias), head, (jnp.array([[1.0, 0.0]]), jnp.zeros(1)))
+    xs = jax.random.normal(jax.random.key(2), (T, 1))
+
+    nu, th, ga = np.exp(-1.3), np.exp(-0.7), np.exp(-0.4)
+    lam, b, x = np.exp(-nu + 1j * th), 0.8 - 0.5j, np.asarray(xs[:, 0])
+    g = dict(nu_log=0.0, theta_log=0.0, gamma_log=0.0, b_re=0.0, b_im=0.0)
+    for t in range(T):
+        s = np.arange(t + 1)
+        powers = lam ** (t - s)
+        base = np.sum(powers * x[s])
+        lagged = np.sum((t - s) * powers * x[s])
+        g["nu_log"] += np.real(-nu * lagged * ga * b)
+        g["theta_log"] += np.real(1j * th * lagged * ga * b)
+        g["gamma_log"] += np.real(ga * b * base)
+        g["b_re"] += np.real(ga * base)
+        g["b_im"] += np.real(1j * ga * base)
+
+    def linear_loss(pred, y):
+        return pred[0]
+
+    for learner in [rtrlx.bptt(), rtrlx.rtrl(), rtrlx.diag_rtrl(), rtrlx.snap(1)]:
+        _, (gc, _) = rtrlx.sequence_grads(learner, cell, head, linear_loss, xs, jnp.zeros((T, 1)))
+        for name, expected in g.items():
+            np.testing.assert_allclose(np.ravel(getattr(gc, name)), [expected], rtol=1e-10)

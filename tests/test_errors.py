@@ -1,0 +1,84 @@
+"""Bad input gets an error that names the problem and the fix."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+from conftest import make_problem
+
+import rtrlx
+
+
+def test_xs_that_does_not_fit_the_cell():
+    cell, head, xs, ys = make_problem("gru")
+    with pytest.raises(rtrlx.ShapeError, match="cell.input_size = 3"):
+        rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs[:, :2], ys)
+    with pytest.raises(rtrlx.ShapeError, match=r"\(T, input\) or \(T, batch, input\)"):
+        rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs[0], ys)
+
+
+def test_ys_that_does_not_fit_xs():
+    cell, head, xs, ys = make_problem("gru", batch=2)
+    with pytest.raises(rtrlx.ShapeError, match="one target per step"):
+        rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys[:-1])
+
+
+def test_head_that_does_not_fit_the_cell():
+    cell, _, xs, ys = make_problem("lru")
+    head = eqx.nn.Linear(cell.hidden_size, 2, key=jax.random.key(0))  # LRU gives 2n features
+    with pytest.raises(rtrlx.ShapeError, match="in_features=cell.output_size"):
+        rtrlx.sequence_grads(rtrlx.diag_rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+
+
+def test_step_with_wrong_batch():
+    cell, head, xs, ys = make_problem("gru", batch=2)
+    learner = rtrlx.rtrl()
+    state = learner.init(cell)  # one stream
+    with pytest.raises(rtrlx.ShapeError, match="batch_size=B"):
+        learner.step(cell, head, rtrlx.losses.mse, state, xs[0], ys[0])
+
+
+@pytest.mark.parametrize("cell_name", ["gru", "elman", "lstm", "rhn"])
+def test_diag_rtrl_refuses_a_dense_cell(cell_name):
+    cell, head, xs, ys = make_problem(cell_name)
+    with pytest.raises(rtrlx.UnsupportedCellError, match=r"rtrlx.snap\(1\)"):
+        rtrlx.diag_rtrl().init(cell)
+    with pytest.raises(rtrlx.UnsupportedCellError, match="dense recurrence"):
+        rtrlx.sequence_grads(rtrlx.diag_rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+
+
+def test_not_a_cell():
+    _, head, xs, ys = make_problem("gru")
+    with pytest.raises(rtrlx.UnsupportedCellError, match="AbstractCell"):
+        rtrlx.rtrl().init(eqx.nn.GRUCell(3, 5, key=jax.random.key(0)))
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5, True])
+def test_tbptt_needs_a_positive_integer(k):
+    with pytest.raises(ValueError, match="positive integer"):
+        rtrlx.tbptt(k)
+
+
+def test_snap_order():
+    with pytest.raises(ValueError, match="1 or 2"):
+        rtrlx.snap(3)
+
+
+def test_bptt_cannot_stream():
+    cell, head, xs, ys = make_problem("gru")
+    learner = rtrlx.bptt()
+    state = learner.init(cell)
+    with pytest.raises(rtrlx.NotOnlineError, match="tbptt"):
+        learner.step(cell, head, rtrlx.losses.mse, state, xs[0], ys[0])
+
+
+@pytest.mark.parametrize("spec", ["bptt", "rtrl", "snap:1"])
+def test_non_finite_loss(spec):
+    cell, head, xs, ys = make_problem("gru")
+    xs = xs.at[7, 1].set(jnp.nan)
+    learner = rtrlx.learners.make(spec)
+    with pytest.raises(Exception, match="loss is not finite"):
+        rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys)
+    jitted = eqx.filter_jit(rtrlx.sequence_grads)
+    with pytest.raises(Exception, match="loss is not finite"):
+        jitted(learner, cell, head, rtrlx.losses.mse, xs, ys)

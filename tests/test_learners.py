@@ -1,0 +1,112 @@
+"""One suite over every online learner: jit once, vmap, stable state, streaming == sequence."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import BATCH, flat, make_problem
+
+import rtrlx
+
+ONLINE = [
+    ("rtrl", "gru"),
+    ("rtrl", "lstm"),
+    ("diag_rtrl", "lru"),
+    ("diag_rtrl", "rtu"),
+    ("diag_rtrl", "elstm"),
+    ("snap:1", "rhn"),
+    ("snap:1", "lru"),
+    ("snap:2", "elman"),
+    ("tbptt:4", "gru"),
+    ("tbptt:4", "lru"),
+]
+
+
+def run_stream(learner, cell, head, xs, ys, step=None):
+    step = step or learner.step
+    state = learner.init(cell, key=jax.random.key(0), batch_size=xs.shape[1] if xs.ndim == 3 else None)
+    total = None
+    for t in range(xs.shape[0]):
+        state, _, grads = step(cell, head, rtrlx.losses.mse, state, xs[t], ys[t])
+        total = grads if total is None else jax.tree.map(jnp.add, total, grads)
+    return state, total
+
+
+@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+def test_streaming_equals_sequence_grads(spec, cell_name):
+    learner = rtrlx.learners.make(spec)
+    cell, head, xs, ys = make_problem(cell_name, batch=BATCH)  # T = 20, a multiple of 4
+    _, streamed = run_stream(learner, cell, head, xs, ys)
+    _, whole = rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(streamed), flat(whole), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+def test_jits_once_and_keeps_state_shape(spec, cell_name):
+    learner = rtrlx.learners.make(spec)
+    cell, head, xs, ys = make_problem(cell_name, batch=BATCH, steps=8)
+    traces = []
+
+    @eqx.filter_jit
+    def step(cell, head, state, x, y):
+        traces.append(1)
+        return learner.step(cell, head, rtrlx.losses.mse, state, x, y)
+
+    state = learner.init(cell, key=jax.random.key(0), batch_size=BATCH)
+    shapes = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+    for t in range(xs.shape[0]):
+        state, loss, _ = step(cell, head, state, xs[t], ys[t])
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), state) == shapes
+    assert len(traces) == 1, "the step retraced"
+    assert loss.shape == () and loss.dtype == jnp.float64
+
+
+@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+def test_vmap_over_streams_equals_batched_step(spec, cell_name):
+    learner = rtrlx.learners.make(spec)
+    cell, head, xs, ys = make_problem(cell_name, batch=BATCH, steps=8)
+    _, batched = run_stream(learner, cell, head, xs, ys)
+
+    def one_stream(x_seq, y_seq):
+        return run_stream(learner, cell, head, x_seq, y_seq)[1]
+
+    per_stream = jax.vmap(one_stream, in_axes=1)(xs, ys)
+    mean = jax.tree.map(lambda a: jnp.mean(a, axis=0), per_stream)
+    np.testing.assert_allclose(flat(mean), flat(batched), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+def test_state_size_does_not_grow_with_T(spec, cell_name):
+    learner = rtrlx.learners.make(spec)
+    sizes = []
+    for steps in (4, 40):
+        cell, head, xs, ys = make_problem(cell_name, steps=steps)
+        state, _ = run_stream(learner, cell, head, xs, ys)
+        sizes.append(sum(a.size for a in jax.tree.leaves(state)))
+    assert sizes[0] == sizes[1]
+
+
+def test_tbptt_streams_a_window_at_its_last_step():
+    learner = rtrlx.tbptt(5)
+    cell, head, xs, ys = make_problem("gru", steps=5)
+    state = learner.init(cell)
+    for t in range(4):
+        state, _, (g_cell, _) = learner.step(cell, head, rtrlx.losses.mse, state, xs[t], ys[t])
+        assert float(jnp.abs(flat(g_cell)).max()) == 0.0  # GRU features carry no parameters
+        assert int(state.count) == t + 1
+    state, _, (g_cell, _) = learner.step(cell, head, rtrlx.losses.mse, state, xs[4], ys[4])
+    assert int(state.count) == 0
+    _, (g_ref, _) = rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(g_cell), flat(g_ref), rtol=1e-10)
+
+
+def test_registry_names_and_errors():
+    assert rtrlx.learners.make("snap").name == "snap:1"
+    assert rtrlx.learners.make("tbptt:7").name == "tbptt:7"
+    with pytest.raises(ValueError, match="valid learners: bptt"):
+        rtrlx.learners.make("uoro2")
+    with pytest.raises(ValueError, match="integer argument"):
+        rtrlx.learners.make("tbptt:x")
+    with pytest.raises(ValueError, match="takes no argument"):
+        rtrlx.learners.make("rtrl:3")
