@@ -13,8 +13,8 @@ from ._errors import UnsupportedCellError as UnsupportedCellError
 from .learners import Learner as Learner
 from .learners import bptt as bptt
 from .learners import diag_rtrl as diag_rtrl
-from .learners import snap as snap
 from .learners import rtrl as rtrl
+from .learners import snap as snap
 from .learners import tbptt as tbptt
 from .sequence import sequence_grads as sequence_grads
 

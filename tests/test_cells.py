@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELL_SPECS, DIAGONAL, INPUT, flat, make_problem
+from conftest import CELL_SPECS, DIAGONAL, INPUT, make_problem
 
 import rtrlx
 from rtrlx.cells import num_components, state_to_units, units_to_state
@@ -28,7 +28,10 @@ def test_contract(name):
     units = state_to_units(h2)
     assert units.shape == (num_components(cell), cell.hidden_size)
     back = units_to_state(units, h2)
-    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(h2)))
+    assert all(
+        jnp.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(h2), strict=True)
+    )
 
 
 @pytest.mark.parametrize("name", CELL_SPECS)
@@ -98,7 +101,13 @@ def test_one_unit_lru_gradient_by_hand():
     cell = eqx.tree_at(
         lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im),
         cell,
-        (jnp.array([-1.3]), jnp.array([-0.7]), jnp.array([-0.4]), jnp.array([[0.8]]), jnp.array([[-0.5]])),
+        (
+            jnp.array([-1.3]),
+            jnp.array([-0.7]),
+            jnp.array([-0.4]),
+            jnp.array([[0.8]]),
+            jnp.array([[-0.5]]),
+        ),
     )
     head = eqx.nn.Linear(2, 1, key=jax.random.key(1))
     head = eqx.tree_at(lambda m: (m.weight, m.bias), head, (jnp.array([[1.0, 0.0]]), jnp.zeros(1)))

@@ -25,7 +25,9 @@ ONLINE = [
 
 def run_stream(learner, cell, head, xs, ys, step=None):
     step = step or learner.step
-    state = learner.init(cell, key=jax.random.key(0), batch_size=xs.shape[1] if xs.ndim == 3 else None)
+    state = learner.init(
+        cell, key=jax.random.key(0), batch_size=xs.shape[1] if xs.ndim == 3 else None
+    )
     total = None
     for t in range(xs.shape[0]):
         state, _, grads = step(cell, head, rtrlx.losses.mse, state, xs[t], ys[t])

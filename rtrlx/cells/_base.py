@@ -112,9 +112,7 @@ def units_to_state(units: Float[Array, "S hidden"], like: State) -> State:
 
 def num_components(cell: AbstractCell) -> int:
     """``S``: the number of real state components per unit."""
-    return sum(
-        2 if jnp.iscomplexobj(leaf) else 1 for leaf in jax.tree.leaves(cell.init_state())
-    )
+    return sum(2 if jnp.iscomplexobj(leaf) else 1 for leaf in jax.tree.leaves(cell.init_state()))
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], bound: float) -> Array:

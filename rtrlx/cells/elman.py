@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractCell, uniform, unit_index
+from ._base import AbstractCell, uniform
 
 
 class Elman(AbstractCell):

@@ -1,13 +1,13 @@
 """Gradient algorithms: one factory each, each returning a :class:`Learner`."""
 
 from ._base import Learner as Learner
-from .bptt import bptt as bptt
-from .rtrl import RTRLState as RTRLState
-from .rtrl import rtrl as rtrl
-from .tbptt import TBPTTState as TBPTTState
-from .tbptt import tbptt as tbptt
-from .diag_rtrl import diag_rtrl as diag_rtrl
-from .snap import SnApState as SnApState
-from .snap import snap as snap
 from ._registry import LEARNERS as LEARNERS
 from ._registry import make as make
+from .bptt import bptt as bptt
+from .diag_rtrl import diag_rtrl as diag_rtrl
+from .rtrl import RTRLState as RTRLState
+from .rtrl import rtrl as rtrl
+from .snap import SnApState as SnApState
+from .snap import snap as snap
+from .tbptt import TBPTTState as TBPTTState
+from .tbptt import tbptt as tbptt

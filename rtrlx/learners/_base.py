@@ -158,7 +158,8 @@ def batch_mean(tree: Any, batched: bool) -> Any:
 def zeros_grads(cell: AbstractCell, head: Any) -> tuple[Grads, Grads]:
     """Zero gradients shaped like ``(eqx.filter(cell, ...), eqx.filter(head, ...))``."""
     return jax.tree.map(
-        jnp.zeros_like, (eqx.filter(cell, eqx.is_inexact_array), eqx.filter(head, eqx.is_inexact_array))
+        jnp.zeros_like,
+        (eqx.filter(cell, eqx.is_inexact_array), eqx.filter(head, eqx.is_inexact_array)),
     )
 
 

@@ -50,7 +50,7 @@ def rtrl() -> Learner:
         >>> state, loss, (g_cell, g_head) = learner.step(
         ...     cell, head, rtrlx.losses.mse, state, jnp.ones(2), jnp.zeros(1))
         >>> state.influence.shape  # (state entries, parameters)
-        (4, 84)
+        (4, 96)
 
     References:
         Williams and Zipser. A learning algorithm for continually running fully recurrent
@@ -64,7 +64,9 @@ def rtrl() -> Learner:
         size = num_components(cell) * cell.hidden_size
 
         def make():
-            return RTRLState(cell.init_state(), jnp.zeros((size, flat.theta.size), flat.theta.dtype))
+            return RTRLState(
+                cell.init_state(), jnp.zeros((size, flat.theta.size), flat.theta.dtype)
+            )
 
         return batch_init(cell, batch_size, make)
 
@@ -78,7 +80,9 @@ def rtrl() -> Learner:
             units = state_to_units(hidden)
             shape = units.shape
             new_units, pullback = jax.vjp(lambda th: f(th, units, x), flat.theta)
-            j_theta = jax.vmap(pullback)(jnp.eye(units.size, dtype=units.dtype).reshape(-1, *shape))[0]
+            j_theta = jax.vmap(pullback)(
+                jnp.eye(units.size, dtype=units.dtype).reshape(-1, *shape)
+            )[0]
             j_h = jax.jacfwd(lambda u: f(flat.theta, u, x))(units).reshape(units.size, units.size)
             influence = j_h @ influence + j_theta
             new_hidden = units_to_state(new_units, hidden)

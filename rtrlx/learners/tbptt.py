@@ -53,7 +53,8 @@ def tbptt(k: int) -> Learner:
         >>> cell = rtrlx.cells.GRU(2, 4, key=jax.random.key(0))
         >>> head = eqx.nn.Linear(4, 1, key=jax.random.key(1))
         >>> xs, ys = jnp.ones((6, 2)), jnp.zeros((6, 1))
-        >>> loss, grads = rtrlx.sequence_grads(rtrlx.tbptt(3), cell, head, rtrlx.losses.mse, xs, ys)
+        >>> loss, grads = rtrlx.sequence_grads(
+        ...     rtrlx.tbptt(3), cell, head, rtrlx.losses.mse, xs, ys)
 
     References:
         Williams and Peng. An efficient gradient-based algorithm for on-line training of

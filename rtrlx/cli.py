@@ -1,0 +1,141 @@
+"""The ``rtrlx`` command line."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rtrlx``."""
+    from .check import DEFAULT_CELLS, DEFAULT_LEARNERS
+
+    parser = argparse.ArgumentParser(
+        prog="rtrlx", description="Online gradients for recurrent networks in JAX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = sub.add_parser(
+        "check",
+        help="every learner against BPTT on every cell (float64): error, cosine, speed",
+        description="Compare each learner's gradient with BPTT's on each cell in float64 at "
+        "random parameters. Exits 1 when a learner that claims exactness is not exact.",
+    )
+    check.add_argument(
+        "--learners",
+        type=_csv,
+        default=list(DEFAULT_LEARNERS),
+        help="comma-separated learners (default: %(default)s)",
+    )
+    check.add_argument(
+        "--cells",
+        type=_csv,
+        default=list(DEFAULT_CELLS),
+        help="comma-separated cells (default: %(default)s)",
+    )
+    check.add_argument("--hidden", type=_positive, default=8, help="units per cell (8)")
+    check.add_argument("--input", type=_positive, default=3, help="input features (3)")
+    check.add_argument("--steps", type=_positive, default=20, help="sequence length T (20)")
+    check.add_argument("--batch", type=_positive, default=4, help="batch size (4)")
+    check.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    check.add_argument("--repeats", type=_positive, default=3, help="timing repetitions (3)")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .check import EXACT_RTOL, run_check
+    from .learners import make
+
+    err = Console(stderr=True)
+    try:
+        for name in args.learners:
+            make(name)
+    except ValueError as exc:
+        err.print(f"[red]rtrlx check: {exc}[/red]")
+        return 2
+    total = len(args.learners) * len(args.cells)
+    with Progress(console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
+        task = bar.add_task("checking learners against BPTT", total=total)
+        try:
+            records = run_check(
+                args.learners,
+                args.cells,
+                hidden=args.hidden,
+                input_size=args.input,
+                steps=args.steps,
+                batch=args.batch,
+                seed=args.seed,
+                repeats=args.repeats,
+                on_result=lambda r: bar.update(
+                    task, advance=1, description=f"{r['learner']} on {r['cell']}"
+                ),
+            )
+        except ValueError as exc:
+            err.print(f"[red]rtrlx check: {exc}[/red]")
+            return 2
+    failed = [r for r in records if r["status"] == "FAIL"]
+    if args.json:
+        print(
+            json.dumps(
+                {"config": vars(args) | {"exact_rtol": EXACT_RTOL}, "results": records},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        table = Table(
+            title=f"gradients against BPTT (float64, T={args.steps}, "
+            f"batch={args.batch}, hidden={args.hidden})"
+        )
+        for col in ("learner", "cell", "status", "rel. error", "cosine", "ms/step"):
+            table.add_column(col, justify="right" if col[0] in "rcm" and col != "cell" else "left")
+        style = {"exact": "green", "approx": "yellow", "FAIL": "bold red", "unsupported": "dim"}
+        for r in records:
+            table.add_row(
+                r["learner"],
+                r["cell"],
+                f"[{style[r['status']]}]{r['status']}[/]",
+                "-" if r["rel_error"] is None else f"{r['rel_error']:.1e}",
+                "-" if r["cosine"] is None else f"{r['cosine']:.4f}",
+                "-" if r["ms_per_step"] is None else f"{r['ms_per_step']:.3f}",
+            )
+        Console().print(table)
+        if failed:
+            for r in failed:
+                err.print(f"[bold red]FAIL[/] {r['learner']} on {r['cell']}: {r['message']}")
+        else:
+            err.print(f"every exactness claim holds (rel. error < {EXACT_RTOL:g}).")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rtrlx`` command."""
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

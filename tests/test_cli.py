@@ -1,0 +1,87 @@
+"""The command line: check runs end to end, fails on a broken claim, refuses bad flags."""
+
+import json
+
+import pytest
+
+import rtrlx.check
+from rtrlx.cli import main
+
+
+def test_check_json(capsys):
+    code = main(
+        [
+            "check",
+            "--json",
+            "--cells",
+            "gru,lru",
+            "--learners",
+            "bptt,rtrl,diag_rtrl,snap:1",
+            "--hidden",
+            "3",
+            "--steps",
+            "20",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    by_pair = {(r["learner"], r["cell"]): r for r in out["results"]}
+    assert len(by_pair) == 8
+    assert by_pair[("rtrl", "gru")]["status"] == "exact"
+    assert by_pair[("rtrl", "gru")]["rel_error"] < 1e-12
+    assert by_pair[("diag_rtrl", "gru")]["status"] == "unsupported"
+    assert by_pair[("diag_rtrl", "lru")]["status"] == "exact"
+    assert by_pair[("snap:1", "gru")]["status"] == "approx"
+    assert by_pair[("snap:1", "gru")]["rel_error"] > 1e-3
+
+
+def test_check_fails_when_a_claim_is_false(monkeypatch, capsys):
+    monkeypatch.setattr(rtrlx.check, "claims_exact", lambda *args: True)
+    code = main(
+        ["check", "--cells", "gru", "--learners", "snap:1", "--hidden", "3", "--repeats", "1"]
+    )
+    assert code == 1
+    assert "claims exactness" in capsys.readouterr().err
+
+
+def test_check_table(capsys):
+    assert (
+        main(
+            [
+                "check",
+                "--cells",
+                "elstm",
+                "--learners",
+                "diag_rtrl",
+                "--hidden",
+                "2",
+                "--repeats",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert "diag_rtrl" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--learners", "nope"], "valid learners: bptt"),
+        (["check", "--cells", "nope", "--learners", "rtrl"], "valid cells: elman"),
+    ],
+)
+def test_unknown_names_list_the_choices(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
+
+
+def test_bad_flag_value(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--hidden", "0"])
+    assert exc.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
