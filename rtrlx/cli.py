@@ -53,6 +53,38 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="random seed (0)")
     check.add_argument("--repeats", type=_positive, default=3, help="timing repetitions (3)")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bench = sub.add_parser(
+        "bench",
+        help="time per step of learners against BPTT on the same cell, batch and sequence",
+        description="Median time per step (after compilation) of each learner and of BPTT, "
+        "measured in one run, and their ratio. Streaming learners cost the same per step at "
+        "any T, so --learner-steps can measure an expensive one on a shorter sequence.",
+    )
+    bench.add_argument(
+        "--learners",
+        type=_csv,
+        default=["rtrl", "snap:1"],
+        help="comma-separated learners besides bptt (default: %(default)s)",
+    )
+    bench.add_argument("--cell", default="gru", help="cell name (gru)")
+    bench.add_argument(
+        "--hidden",
+        type=lambda t: [_positive(v) for v in _csv(t)],
+        default=[32],
+        help="comma-separated hidden sizes (32)",
+    )
+    bench.add_argument("--steps", type=_positive, default=1000, help="sequence length T (1000)")
+    bench.add_argument(
+        "--learner-steps",
+        type=_positive,
+        default=None,
+        help="sequence length for the learners (default: --steps)",
+    )
+    bench.add_argument("--batch", type=_positive, default=16, help="batch size (16)")
+    bench.add_argument("--input", type=_positive, default=16, help="input features (16)")
+    bench.add_argument("--repeats", type=_positive, default=5, help="timed repetitions (5)")
+    bench.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
     return parser
 
 
@@ -129,11 +161,84 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import platform
+
+    import jax
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .bench import time_per_step
+    from .cells import CELLS
+    from .learners import make
+
+    err = Console(stderr=True)
+    try:
+        for name in args.learners:
+            make(name)
+        if args.cell not in CELLS:
+            raise ValueError(f"unknown cell {args.cell!r}; valid cells: {', '.join(CELLS)}.")
+    except ValueError as exc:
+        err.print(f"[red]rtrlx bench: {exc}[/red]")
+        return 2
+    learner_steps = args.learner_steps or args.steps
+    results = []
+    jobs = [(h, lr) for h in args.hidden for lr in ["bptt", *args.learners]]
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("benchmarking", total=len(jobs))
+        for hidden, learner in jobs:
+            bar.update(task, description=f"{learner} on {args.cell} n={hidden}")
+            steps = args.steps if learner == "bptt" else learner_steps
+            results.append(
+                time_per_step(
+                    learner,
+                    args.cell,
+                    hidden=hidden,
+                    steps=steps,
+                    batch=args.batch,
+                    input_size=args.input,
+                    repeats=args.repeats,
+                )
+            )
+            bar.advance(task)
+    base = {r.hidden: r.seconds_per_step for r in results if r.learner == "bptt"}
+    table = Table(
+        title=f"time per step, {args.cell}, batch {args.batch}, "
+        f"{jax.devices()[0].platform}, {jax.config.jax_default_dtype_bits}-bit"
+    )
+    for col in ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s"):
+        table.add_column(col, justify="left" if col == "learner" else "right")
+    for r in results:
+        table.add_row(
+            r.learner,
+            str(r.hidden),
+            str(r.steps),
+            f"{1e3 * r.seconds_per_step:.4g}",
+            f"{r.seconds_per_step / base[r.hidden]:.3g}x",
+            f"{100 * r.spread:.0f}%",
+            f"{r.compile_seconds:.1f}",
+        )
+    Console().print(table)
+    if args.json:
+        payload = {
+            "config": vars(args),
+            "machine": platform.platform(),
+            "cpus": jax.device_count(),
+            "results": [r.as_dict() for r in results],
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rtrlx`` command."""
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return _check(args)
+    if args.command == "bench":
+        return _bench(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

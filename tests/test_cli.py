@@ -85,3 +85,34 @@ def test_bad_flag_value(capsys):
         main(["check", "--hidden", "0"])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_bench_tiny_config_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench",
+            "--cell",
+            "lru",
+            "--learners",
+            "diag_rtrl",
+            "--hidden",
+            "4,6",
+            "--steps",
+            "12",
+            "--batch",
+            "2",
+            "--input",
+            "3",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    got = {(r["learner"], r["hidden"]) for r in data["results"]}
+    assert got == {("bptt", 4), ("diag_rtrl", 4), ("bptt", 6), ("diag_rtrl", 6)}
+    assert all(r["seconds_per_step"] > 0 and r["repeats"] == 2 for r in data["results"])
+    assert "vs bptt" in capsys.readouterr().out

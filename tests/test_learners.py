@@ -24,7 +24,7 @@ ONLINE = [
 
 
 def run_stream(learner, cell, head, xs, ys, step=None):
-    step = step or learner.step
+    step = step or eqx.filter_jit(learner.step)
     state = learner.init(
         cell, key=jax.random.key(0), batch_size=xs.shape[1] if xs.ndim == 3 else None
     )
