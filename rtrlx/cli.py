@@ -205,7 +205,7 @@ def _bench(args: argparse.Namespace) -> int:
     base = {r.hidden: r.seconds_per_step for r in results if r.learner == "bptt"}
     table = Table(
         title=f"time per step, {args.cell}, batch {args.batch}, "
-        f"{jax.devices()[0].platform}, {jax.config.jax_default_dtype_bits}-bit"
+        f"{jax.devices()[0].platform}, {jax.numpy.zeros(()).dtype}"
     )
     for col in ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s"):
         table.add_column(col, justify="left" if col == "learner" else "right")
