@@ -123,7 +123,7 @@ def sparse_rtrl(order: int, name: str, require_diagonal: bool) -> Learner:
             loss, g_direct, g_head, delta = readout(cell, head, loss_fn, new_hidden, y)
             delta_kept = jnp.where(valid[:, None, :], delta[:, nbr].transpose(1, 0, 2), 0.0)
             g_units = jnp.einsum("uk,ukq->uq", delta_kept.reshape(n, s * d), trace)
-            g_cell = jnp.zeros_like(flat.theta).at[lay.perm].set(g_units.reshape(-1))
+            g_cell = g_units.reshape(-1)[np.argsort(lay.perm)]  # back to parameter order
             return new_hidden, trace, loss, g_cell + g_direct, g_head
 
         hidden, trace, loss, g_cell, g_head = map_batch(
