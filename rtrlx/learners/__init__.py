@@ -1,6 +1,7 @@
 """Gradient algorithms: one factory each, each returning a :class:`Learner`."""
 
 from ._base import Learner as Learner
+from ._elementwise import TraceState as TraceState
 from ._registry import LEARNERS as LEARNERS
 from ._registry import make as make
 from .bptt import bptt as bptt

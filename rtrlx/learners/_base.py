@@ -104,6 +104,36 @@ def readout(
     return loss, ravel_pytree(g_cell)[0], g_head, delta
 
 
+def readout_batch(
+    cell: AbstractCell, head: Any, loss_fn: LossFn, hidden: State, y: Array, batched: bool
+) -> tuple[Array, Grads, Grads, Array]:
+    """Batch-mean loss of one step and its gradients, computed on the whole batch at once.
+
+    Unlike :func:`readout` (one example), the head's gradient comes out of one matmul over
+    the batch instead of a per-example outer product averaged afterwards.
+
+    Returns:
+        ``(loss, d loss/d cell params through the features only (pytree), head gradients,
+        d loss/d state in the unit view)``; the last is ``(S, n)``, or ``(batch, S, n)``
+        including the batch mean's ``1/batch`` factor.
+    """
+    cell_p, cell_s = eqx.partition(cell, eqx.is_inexact_array)
+    head_p, head_s = eqx.partition(head, eqx.is_inexact_array)
+    like = jax.tree.map(lambda a: a[0], hidden) if batched else hidden
+    units = jax.vmap(state_to_units)(hidden) if batched else state_to_units(hidden)
+
+    def loss_of(cp, hp, u):
+        c, h = eqx.combine(cp, cell_s), eqx.combine(hp, head_s)
+
+        def one(u, y):
+            return loss_fn(h(c.features(units_to_state(u, like))), y)
+
+        return jnp.mean(jax.vmap(one)(u, y)) if batched else one(u, y)
+
+    loss, grads = jax.value_and_grad(loss_of, argnums=(0, 1, 2))(cell_p, head_p, units)
+    return loss, *grads
+
+
 def check_cell(cell: Any, learner: str) -> AbstractCell:
     """Refuse anything that is not an rtrlx cell, with the fix in the message."""
     if not isinstance(cell, AbstractCell):

@@ -1,7 +1,7 @@
 """Element-wise RTRL: exact and O(parameters) per step on cells with diagonal recurrence."""
 
 from ._base import Learner
-from .snap import sparse_rtrl
+from ._elementwise import elementwise_rtrl
 
 
 def diag_rtrl() -> Learner:
@@ -35,5 +35,4 @@ def diag_rtrl() -> Learner:
         Elelimy, White, Bowling, White. Real-Time Recurrent Learning using Trace Units in
         Reinforcement Learning. NeurIPS 2024. https://arxiv.org/abs/2409.01449
     """
-    learner = sparse_rtrl(1, "diag_rtrl", require_diagonal=True)
-    return learner._replace(exact_on=lambda cell: bool(cell.diagonal))
+    return elementwise_rtrl("diag_rtrl", require_diagonal=True)

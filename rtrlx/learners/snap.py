@@ -22,6 +22,7 @@ from ._base import (
     readout,
     unit_transition,
 )
+from ._elementwise import elementwise_rtrl
 
 
 class SnApState(NamedTuple):
@@ -145,9 +146,10 @@ def snap(n: int = 1) -> Learner:
 
     Each parameter drives one unit directly (``param_units``). SnAp-1 keeps, for every
     parameter, only the influence on its own unit's state; SnAp-2 also keeps its influence
-    on the units that read that unit (``connectivity``). The kept entries are stored densely
-    per unit (``hidden x (S·d) x params-per-unit``, ``d`` the largest neighbourhood), never
-    as a masked dense matrix. On cells with diagonal recurrence (LRU, RTU, ELSTM) SnAp-1 is
+    on the units that read that unit (``connectivity``). Nothing is stored as a masked dense
+    matrix: SnAp-1 keeps an ``S x`` copy of the parameters' shapes and updates it
+    element-wise (the same core as :func:`diag_rtrl`); SnAp-2 keeps the entries per unit
+    (``hidden x (S·d) x params-per-unit``, ``d`` the largest neighbourhood). On cells with diagonal recurrence (LRU, RTU, ELSTM) SnAp-1 is
     exact; on dense cells it is a biased approximation, and SnAp-2 on a fully connected cell
     keeps everything and equals RTRL. Sparse cells (``Elman(density=...)``) are where
     SnAp-2 pays off.
@@ -171,4 +173,6 @@ def snap(n: int = 1) -> Learner:
     """
     if isinstance(n, bool) or n not in (1, 2):
         raise ValueError(f"snap(n): n must be 1 or 2, got {n!r}.")
+    if n == 1:
+        return elementwise_rtrl("snap:1", require_diagonal=False)
     return sparse_rtrl(n, f"snap:{n}", require_diagonal=False)

@@ -1,0 +1,145 @@
+"""The element-wise influence update shared by ``diag_rtrl()`` and ``snap(1)``.
+
+Every parameter entry drives one unit (``cell.param_units()``). Element-wise RTRL keeps, for
+each entry, only its influence on the ``S`` state components of that unit, so the trace has
+the shape of the parameters with a leading ``S`` axis and is updated in the parameters' own
+layout: ``trace[a] <- sum_b J_h[a, b, unit] * trace[b] + J_theta[a]``, all element-wise. No
+gather, scatter or small matmul sits in the hot loop, which is what makes it run at the speed
+of the cell's own forward and backward pass.
+"""
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from .._errors import UnsupportedCellError
+from .._types import State
+from ..cells._base import AbstractCell, state_to_units, units_to_state
+from ._base import Learner, batch_init, check_cell, is_batched, readout_batch
+
+
+class TraceState(NamedTuple):
+    """State of ``diag_rtrl()`` and ``snap(1)``."""
+
+    hidden: State  # the state h_t; leaves (hidden,) or (batch, hidden)
+    # For every trainable array W of the cell, an array (S, *W.shape) (with a leading batch
+    # axis when batched): trace[a][i] = d h_t[a, unit(i)] / d W[i].
+    trace: PyTree[Float[Array, "..."]]
+
+
+def expand_units(values: Array, units: np.ndarray) -> Array:
+    """``values[..., units]`` for a unit-index array, as a broadcast when its layout allows.
+
+    Args:
+        values: an array ``(..., hidden)``.
+        units: a parameter's unit index (from ``param_units``), any shape.
+
+    Returns:
+        An array ``(..., *units.shape)``.
+    """
+    lead = values.shape[:-1]
+    n = values.shape[-1]
+    if units.ndim >= 1 and units.shape[0] % n == 0:
+        blocks = units.shape[0] // n
+        rows = np.tile(np.arange(n), blocks).reshape((-1,) + (1,) * (units.ndim - 1))
+        if np.array_equal(units, np.broadcast_to(rows, units.shape)):
+            if blocks == 1:
+                out = values.reshape(*lead, n, *(1,) * (units.ndim - 1))
+                return jnp.broadcast_to(out, (*lead, *units.shape))
+            out = values.reshape(*lead, 1, n, *(1,) * (units.ndim - 1))
+            out = jnp.broadcast_to(out, (*lead, blocks, n, *units.shape[1:]))
+            return out.reshape(*lead, *units.shape)
+    return values[..., units]
+
+
+def _unit_blocks(cell: AbstractCell, params: Any, static: Any, units: Array, x: Array):
+    """New unit view, ``J_theta`` rows (pytree, leading ``S``) and ``J_h`` blocks ``(S, S, n)``.
+
+    ``blocks[a, b, u] = d h'[a, u] / d h[b, u]``: the unit-diagonal of the state Jacobian.
+    """
+    s, n = units.shape
+    like = cell.init_state()
+
+    def f(p, u):
+        return state_to_units(eqx.combine(p, static)(units_to_state(u, like), x))
+
+    # Every parameter drives one unit, so pulling back "component a of every unit" gives
+    # d h'[a, unit(i)] / d theta[i] for every entry i at once: S reverse products in all.
+    rows = jnp.broadcast_to(jnp.eye(s, dtype=units.dtype)[:, :, None], (s, s, n))
+    if cell.diagonal:
+        # With a diagonal recurrence the same pullbacks give the unit blocks of J_h too.
+        new_units, pull = jax.vjp(f, params, units)
+        j_theta, blocks = jax.vmap(pull)(rows)
+    else:
+        new_units, pull = jax.vjp(lambda p: f(p, units), params)
+        (j_theta,) = jax.vmap(pull)(rows)
+        jac = jax.jacfwd(lambda u: f(params, u))(units)  # (S, n, S, n)
+        blocks = jnp.diagonal(jac, axis1=1, axis2=3)  # (S, S, n)
+    return new_units, j_theta, blocks
+
+
+def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
+    """Element-wise RTRL: exact when ``cell.diagonal``, SnAp-1 on any other cell."""
+
+    def checked(cell: AbstractCell) -> tuple[AbstractCell, Any]:
+        check_cell(cell, name)
+        if require_diagonal and not cell.diagonal:
+            raise UnsupportedCellError(
+                f"{name}: {type(cell).__name__} has a dense recurrence (cell.diagonal is "
+                "False), so element-wise RTRL would not be exact on it. Use rtrlx.snap(1) for "
+                "the element-wise approximation, or rtrlx.rtrl() for the exact gradient. "
+                "diag_rtrl() is exact on LRU, RTU and ELSTM."
+            )
+        units = jax.tree.map(np.asarray, cell.param_units())
+        return cell, units
+
+    def init(cell, *, key=None, batch_size=None):
+        del key
+        cell, _ = checked(cell)
+        s = state_to_units(cell.init_state()).shape[0]
+        params = eqx.filter(cell, eqx.is_inexact_array)
+
+        def make():
+            trace = jax.tree.map(lambda w: jnp.zeros((s, *w.shape), w.dtype), params)
+            return TraceState(cell.init_state(), trace)
+
+        return batch_init(cell, batch_size, make)
+
+    def step(cell, head, loss_fn, state: TraceState, x, y):
+        cell, param_units = checked(cell)
+        batched = is_batched(cell, state.hidden, x, name)
+        params, static = eqx.partition(cell, eqx.is_inexact_array)
+
+        def advance(hidden, trace, x):
+            units = state_to_units(hidden)
+            s = units.shape[0]
+            new_units, j_theta, blocks = _unit_blocks(cell, params, static, units, x)
+
+            def update(tr, jt, pu):
+                mix = expand_units(blocks, pu)  # (S, S, *W.shape)
+                rows = [sum(mix[a, b] * tr[b] for b in range(s)) for a in range(s)]
+                return jnp.stack(rows) + jt
+
+            trace = jax.tree.map(update, trace, j_theta, param_units)
+            return units_to_state(new_units, hidden), trace
+
+        advance_all = jax.vmap(advance) if batched else advance
+        hidden, trace = advance_all(state.hidden, state.trace, x)
+        loss, g_direct, g_head, delta = readout_batch(cell, head, loss_fn, hidden, y, batched)
+        # delta already carries the batch mean's 1/B, so contracting sums over the batch.
+        axes = (0, 1) if batched else (0,)
+
+        def contract(tr, pu, g):
+            return g + jnp.sum(expand_units(delta, pu) * tr, axis=axes)
+
+        g_cell = jax.tree.map(contract, trace, param_units, g_direct)
+        return TraceState(hidden, trace), loss, (g_cell, g_head)
+
+    def exact_on(cell: AbstractCell) -> bool:
+        return bool(cell.diagonal)
+
+    return Learner(init=init, step=step, name=name, exact_on=exact_on)
