@@ -149,7 +149,8 @@ def snap(n: int = 1) -> Learner:
     on the units that read that unit (``connectivity``). Nothing is stored as a masked dense
     matrix: SnAp-1 keeps an ``S x`` copy of the parameters' shapes and updates it
     element-wise (the same core as :func:`diag_rtrl`); SnAp-2 keeps the entries per unit
-    (``hidden x (S·d) x params-per-unit``, ``d`` the largest neighbourhood). On cells with diagonal recurrence (LRU, RTU, ELSTM) SnAp-1 is
+    (``hidden x (S·d) x params-per-unit``, ``d`` the largest neighbourhood).
+    On cells with diagonal recurrence (LRU, RTU, ELSTM) SnAp-1 is
     exact; on dense cells it is a biased approximation, and SnAp-2 on a fully connected cell
     keeps everything and equals RTRL. Sparse cells (``Elman(density=...)``) are where
     SnAp-2 pays off.
