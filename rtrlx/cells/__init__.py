@@ -1,6 +1,7 @@
 """Recurrent cells: equinox Modules with ``new_state = cell(state, x)``."""
 
 from ._base import AbstractCell as AbstractCell
+from ._base import KronFactor as KronFactor
 from ._base import num_components as num_components
 from ._base import state_to_units as state_to_units
 from ._base import units_to_state as units_to_state

@@ -9,6 +9,9 @@ configuration is static. It states what learners may assume about it:
   is *unit-local*: a parameter changes, within one step, only the state of its own unit. SnAp
   and element-wise RTRL build their sparse influence matrices on this map.
 * ``connectivity()``: which unit reads which other unit through the recurrence.
+* ``kron_factors()``: the weight matrices that enter as ``W @ a + b``, with ``a`` built from
+  ``[h; x]`` (``kron_inputs``) and the rest of the step a function of the pre-activations
+  (``from_preactivations``). KF-RTRL and OK keep one Kronecker factor per such matrix.
 
 Learners see the state in its *unit view*: a real array of shape ``(S, hidden)``, one row
 per state component (``S = 2`` for an LSTM's ``(h, c)`` or the real and imaginary parts of an
@@ -16,7 +19,7 @@ LRU's complex state).
 """
 
 import abc
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -25,6 +28,18 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from .._types import State
+
+
+class KronFactor(NamedTuple):
+    """A weight matrix that enters a cell's step as ``weight @ a + bias``.
+
+    Attributes:
+        weight: the field name of the ``(m, k)`` matrix.
+        bias: the field name of its ``(m,)`` bias, or None.
+    """
+
+    weight: str
+    bias: str | None = None
 
 
 class AbstractCell(eqx.Module):
@@ -69,6 +84,34 @@ class AbstractCell(eqx.Module):
         return jax.tree.map(
             lambda a: unit_index(a.shape, n), eqx.filter(self, eqx.is_inexact_array)
         )
+
+    def kron_factors(self) -> tuple[KronFactor, ...]:
+        """The weight matrices entering as ``W @ a + b`` (empty: no Kronecker structure).
+
+        A cell that returns factors also defines :meth:`kron_inputs` and
+        :meth:`from_preactivations`, such that ``cell(state, x) ==
+        cell.from_preactivations(state, x, cell.preactivations(state, x))``; every trainable
+        array must belong to a factor. The test suite checks both.
+        """
+        return ()
+
+    def kron_inputs(self, state: State, x: Float[Array, " input"]) -> tuple[Array, ...]:
+        """The vector ``a`` each of :meth:`kron_factors` multiplies, in the same order."""
+        raise NotImplementedError(f"{type(self).__name__} declares no Kronecker factors.")
+
+    def from_preactivations(
+        self, state: State, x: Float[Array, " input"], pre: tuple[Array, ...]
+    ) -> State:
+        """The new state from the pre-activations ``W @ a + b`` of each Kronecker factor."""
+        raise NotImplementedError(f"{type(self).__name__} declares no Kronecker factors.")
+
+    def preactivations(self, state: State, x: Float[Array, " input"]) -> tuple[Array, ...]:
+        """``W @ a + b`` for each of :meth:`kron_factors`."""
+        out = []
+        for factor, a in zip(self.kron_factors(), self.kron_inputs(state, x), strict=True):
+            z = getattr(self, factor.weight) @ a
+            out.append(z if factor.bias is None else z + getattr(self, factor.bias))
+        return tuple(out)
 
     def connectivity(self) -> np.ndarray:
         """Boolean ``(hidden, hidden)`` matrix: entry ``[k, u]`` is True when unit k reads unit u.

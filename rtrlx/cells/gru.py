@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractCell, uniform
+from .._types import State
+from ._base import AbstractCell, KronFactor, uniform
 
 
 class GRU(AbstractCell):
@@ -51,9 +52,17 @@ class GRU(AbstractCell):
         return jnp.zeros(self.hidden_size, dtype=self.b_h.dtype)
 
     def __call__(self, state: Float[Array, " hidden"], x: Float[Array, " input"]):
+        return self.from_preactivations(state, x, self.preactivations(state, x))
+
+    def kron_factors(self) -> tuple[KronFactor, ...]:
+        return (KronFactor("w_x", "b_x"), KronFactor("w_h", "b_h"))
+
+    def kron_inputs(self, state: State, x: Float[Array, " input"]) -> tuple[Array, ...]:
+        return (x, state)
+
+    def from_preactivations(self, state: State, x: Array, pre: tuple[Array, ...]) -> State:
         n = self.hidden_size
-        gx = self.w_x @ x + self.b_x
-        gh = self.w_h @ state + self.b_h
+        gx, gh = pre
         r = jax.nn.sigmoid(gx[:n] + gh[:n])
         z = jax.nn.sigmoid(gx[n : 2 * n] + gh[n : 2 * n])
         c = jnp.tanh(gx[2 * n :] + r * gh[2 * n :])

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractCell, uniform
+from ._base import AbstractCell, KronFactor, uniform
 
 LSTMState = tuple[Float[Array, " hidden"], Float[Array, " hidden"]]
 
@@ -51,9 +51,18 @@ class LSTM(AbstractCell):
         return (zeros, zeros)
 
     def __call__(self, state: LSTMState, x: Float[Array, " input"]) -> LSTMState:
-        h, c = state
+        return self.from_preactivations(state, x, self.preactivations(state, x))
+
+    def kron_factors(self) -> tuple[KronFactor, ...]:
+        return (KronFactor("weight", "bias"),)
+
+    def kron_inputs(self, state: LSTMState, x: Float[Array, " input"]) -> tuple[Array, ...]:
+        return (jnp.concatenate([state[0], x]),)
+
+    def from_preactivations(self, state: LSTMState, x: Array, pre: tuple[Array, ...]):
+        c = state[1]
         n = self.hidden_size
-        gates = self.weight @ jnp.concatenate([h, x]) + self.bias
+        (gates,) = pre
         i, f = jax.nn.sigmoid(gates[:n]), jax.nn.sigmoid(gates[n : 2 * n])
         g, o = jnp.tanh(gates[2 * n : 3 * n]), jax.nn.sigmoid(gates[3 * n :])
         c_new = f * c + i * g

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractCell, uniform
+from .._types import State
+from ._base import AbstractCell, KronFactor, uniform
 
 
 class RHN(AbstractCell):
@@ -51,10 +52,19 @@ class RHN(AbstractCell):
         return jnp.zeros(self.hidden_size, dtype=self.bias.dtype)
 
     def __call__(self, state: Float[Array, " hidden"], x: Float[Array, " input"]):
+        return self.from_preactivations(state, x, self.preactivations(state, x))
+
+    def kron_factors(self) -> tuple[KronFactor, ...]:
+        return (KronFactor("weight", "bias"),)
+
+    def kron_inputs(self, state: State, x: Float[Array, " input"]) -> tuple[Array, ...]:
+        return (jnp.concatenate([state, x]),)
+
+    def from_preactivations(self, state: State, x: Array, pre: tuple[Array, ...]) -> State:
         n = self.hidden_size
-        pre = self.weight @ jnp.concatenate([state, x]) + self.bias
-        candidate = 2 * jax.nn.sigmoid(pre[:n]) - 1
-        gate = jax.nn.sigmoid(pre[n:])
+        (z,) = pre
+        candidate = 2 * jax.nn.sigmoid(z[:n]) - 1
+        gate = jax.nn.sigmoid(z[n:])
         return gate * state + (1 - gate) * candidate
 
     def features(self, state: Float[Array, " hidden"]) -> Float[Array, " hidden"]:
