@@ -13,9 +13,13 @@ from ._errors import UnsupportedCellError as UnsupportedCellError
 from .learners import Learner as Learner
 from .learners import bptt as bptt
 from .learners import diag_rtrl as diag_rtrl
+from .learners import kf_rtrl as kf_rtrl
+from .learners import ok as ok
+from .learners import rflo as rflo
 from .learners import rtrl as rtrl
 from .learners import snap as snap
 from .learners import tbptt as tbptt
+from .learners import uoro as uoro
 from .sequence import sequence_grads as sequence_grads
 
 __version__ = "0.1.0"

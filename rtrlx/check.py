@@ -22,7 +22,19 @@ from .sequence import sequence_grads
 
 #: Relative error below which a learner that claims exactness passes.
 EXACT_RTOL = 1e-6
-DEFAULT_LEARNERS = ("bptt", "rtrl", "diag_rtrl", "snap:1", "snap:2", "tbptt:5", "tbptt:20")
+DEFAULT_LEARNERS = (
+    "bptt",
+    "rtrl",
+    "diag_rtrl",
+    "snap:1",
+    "snap:2",
+    "tbptt:5",
+    "tbptt:20",
+    "uoro",
+    "kf_rtrl",
+    "ok:4",
+    "rflo",
+)
 DEFAULT_CELLS = tuple(CELLS)
 
 

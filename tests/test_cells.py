@@ -134,3 +134,44 @@ def test_one_unit_lru_gradient_by_hand():
         _, (gc, _) = rtrlx.sequence_grads(learner, cell, head, linear_loss, xs, jnp.zeros((T, 1)))
         for name, expected in g.items():
             np.testing.assert_allclose(np.ravel(getattr(gc, name)), [expected], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(CELL_SPECS))
+def test_kronecker_declaration_reproduces_the_step(name):
+    """A declared factor really enters as W @ a + b: perturbing W moves z by dW @ a."""
+    cell, _, xs, _ = make_problem(name)
+    factors = cell.kron_factors()
+    if name in DIAGONAL:
+        assert factors == ()
+        return
+    assert factors, f"{name} should declare its weights entering as W @ [h; x]"
+    state = cell(cell.init_state(), xs[0])
+    pre = cell.preactivations(state, xs[1])
+    for got, want in zip(
+        jax.tree.leaves(cell.from_preactivations(state, xs[1], pre)),
+        jax.tree.leaves(cell(state, xs[1])),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+    inputs = cell.kron_inputs(state, xs[1])
+    for k, (factor, a) in enumerate(zip(factors, inputs, strict=True)):
+        w = getattr(cell, factor.weight)
+        dw = jax.random.normal(jax.random.key(k), w.shape)
+        moved = eqx.tree_at(lambda c, f=factor: getattr(c, f.weight), cell, w + dw)
+        np.testing.assert_allclose(
+            moved.preactivations(state, xs[1])[k] - pre[k], dw @ a, rtol=1e-10, atol=1e-12
+        )
+
+
+def test_sparse_elman_has_no_kronecker_structure():
+    cell = rtrlx.cells.Elman(3, 6, density=0.5, key=jax.random.key(0))
+    assert cell.kron_factors() == ()
+
+
+def test_elman_leak():
+    cell = rtrlx.cells.Elman(2, 3, alpha=0.25, key=jax.random.key(0))
+    h, x = jnp.ones(3), jnp.ones(2)
+    full = jnp.tanh(cell.weight @ jnp.concatenate([h, x]) + cell.bias)
+    np.testing.assert_allclose(cell(h, x), 0.75 * h + 0.25 * full, rtol=1e-13)
+    with pytest.raises(ValueError, match="alpha"):
+        rtrlx.cells.Elman(2, 3, alpha=0.0, key=jax.random.key(0))

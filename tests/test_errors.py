@@ -81,3 +81,33 @@ def test_non_finite_loss(spec):
     jitted = eqx.filter_jit(rtrlx.sequence_grads)
     with pytest.raises(Exception, match="loss is not finite"):
         jitted(learner, cell, head, rtrlx.losses.mse, xs, ys)
+
+
+@pytest.mark.parametrize("spec", ["kf_rtrl", "ok:2"])
+@pytest.mark.parametrize("cell_name", ["lru", "rtu"])
+def test_kronecker_learners_refuse_cells_without_factors(spec, cell_name):
+    cell, head, xs, ys = make_problem(cell_name)
+    with pytest.raises(rtrlx.UnsupportedCellError, match=r"W @ \[h; x\].*uoro"):
+        rtrlx.sequence_grads(rtrlx.learners.make(spec), cell, head, rtrlx.losses.mse, xs, ys)
+
+
+def test_kronecker_learners_refuse_a_sparse_elman():
+    cell = rtrlx.cells.Elman(3, 5, density=0.5, key=jax.random.key(0))
+    with pytest.raises(rtrlx.UnsupportedCellError, match="kron_factors"):
+        rtrlx.kf_rtrl().init(cell)
+
+
+@pytest.mark.parametrize("cell_name", ["gru", "lru"])
+def test_rflo_refuses_other_cells(cell_name):
+    cell, *_ = make_problem(cell_name)
+    with pytest.raises(rtrlx.UnsupportedCellError, match=r"Elman\(\.\.\., alpha=\.\.\.\)"):
+        rtrlx.rflo().init(cell)
+
+
+def test_bad_arguments_of_the_approximations():
+    with pytest.raises(ValueError, match="rank must be an integer >= 1"):
+        rtrlx.ok(0)
+    with pytest.raises(ValueError, match="'random' or 'exact'"):
+        rtrlx.rflo(feedback="backprop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="integer argument"):
+        rtrlx.learners.make("ok")

@@ -16,6 +16,7 @@ EXACT_PAIRS = (
     + [("snap1", c) for c in DIAGONAL]
     + [("snap2", c) for c in CELL_SPECS]  # fully connected or diagonal: SnAp-2 keeps all
     + [("tbptt_full", c) for c in CELL_SPECS]
+    + [("ok_full", c) for c in DENSE]  # rank >= columns of every [W, b]: nothing dropped
 )
 FACTORIES = {
     "rtrl": rtrlx.rtrl,
@@ -23,6 +24,7 @@ FACTORIES = {
     "snap1": lambda: rtrlx.snap(1),
     "snap2": lambda: rtrlx.snap(2),
     "tbptt_full": lambda: rtrlx.tbptt(T),
+    "ok_full": lambda: rtrlx.ok(9),  # [W, b] has at most hidden + input + 1 = 9 columns
 }
 
 

@@ -20,7 +20,17 @@ ONLINE = [
     ("snap:2", "elman"),
     ("tbptt:4", "gru"),
     ("tbptt:4", "lru"),
+    ("uoro", "gru"),
+    ("uoro", "lru"),
+    ("kf_rtrl", "rhn"),
+    ("kf_rtrl", "gru"),
+    ("ok:2", "lstm"),
+    ("ok:2", "elman"),
+    ("rflo", "elman"),
 ]
+# Learners that draw random numbers: each stream of a batch gets its own, so a batch is not
+# the same as running the streams one by one with the same key.
+STOCHASTIC = {"uoro", "kf_rtrl", "ok:2"}
 
 
 def run_stream(learner, cell, head, xs, ys, step=None):
@@ -64,7 +74,7 @@ def test_jits_once_and_keeps_state_shape(spec, cell_name):
     assert loss.shape == () and loss.dtype == jnp.float64
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+@pytest.mark.parametrize(("spec", "cell_name"), [p for p in ONLINE if p[0] not in STOCHASTIC])
 def test_vmap_over_streams_equals_batched_step(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH, steps=8)
@@ -87,6 +97,18 @@ def test_state_size_does_not_grow_with_T(spec, cell_name):
         state, _ = run_stream(learner, cell, head, xs, ys)
         sizes.append(sum(a.size for a in jax.tree.leaves(state)))
     assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("spec", sorted(STOCHASTIC))
+def test_stochastic_streams_draw_their_own_noise(spec):
+    learner = rtrlx.learners.make(spec)
+    cell, head, xs, ys = make_problem("gru" if spec != "ok:2" else "lstm", batch=BATCH)
+    same = jnp.broadcast_to(xs[:, :1], xs.shape)  # every stream sees the same inputs
+    state, _ = run_stream(learner, cell, head, same, jnp.broadcast_to(ys[:, :1], ys.shape))
+    traces = [a for a in jax.tree.leaves(state) if a.ndim >= 2 and a.shape[0] == BATCH][-1]
+    assert not np.allclose(traces[0], traces[1]), "two streams drew the same random numbers"
+    state2, _ = run_stream(learner, cell, head, same, jnp.broadcast_to(ys[:, :1], ys.shape))
+    np.testing.assert_array_equal(flat(state.hidden), flat(state2.hidden))  # reproducible
 
 
 def test_tbptt_streams_a_window_at_its_last_step():

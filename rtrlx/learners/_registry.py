@@ -5,9 +5,13 @@ from collections.abc import Callable
 from ._base import Learner
 from .bptt import bptt
 from .diag_rtrl import diag_rtrl
+from .kf_rtrl import kf_rtrl
+from .ok import ok
+from .rflo import rflo
 from .rtrl import rtrl
 from .snap import snap
 from .tbptt import tbptt
+from .uoro import uoro
 
 #: name -> (factory, whether it takes an integer argument, what the argument is)
 LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
@@ -16,6 +20,10 @@ LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
     "rtrl": (rtrl, None),
     "diag_rtrl": (diag_rtrl, None),
     "snap": (snap, "n, 1 or 2"),
+    "uoro": (uoro, None),
+    "kf_rtrl": (kf_rtrl, None),
+    "ok": (ok, "rank, the number of Kronecker products kept"),
+    "rflo": (rflo, None),
 }
 
 

@@ -27,7 +27,7 @@ def optimal_factors(sigma: Float[Array, " k"], signs: Float[Array, " k"]) -> Arr
     k = sigma.shape[0]
     idx = jnp.arange(k)
     tail = jnp.cumsum(sigma[::-1])[::-1]  # tail[i] = sum_{j >= i} sigma_j
-    count = k - idx  # q, the number of values from i on
+    count = (k - idx).astype(sigma.dtype)  # q, the number of values from i on
     # The first index from which every value passes (q - 1) σ <= s; it always holds at k - 2.
     fits = ((count - 1) * sigma <= tail * (1 + 1e-12)) | (idx >= k - 2)
     fits = fits & (idx <= k - 2)
@@ -72,8 +72,8 @@ def ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
     left, right = q_u @ p, q_a @ vt.T  # orthonormal singular vectors of the whole sum
     if sigma.shape[0] <= rank:  # the sum fits in r terms: keep it exactly
         root = jnp.sqrt(sigma)
-        u_new = (left * root).T
-        a_new = (right * root).T
+        u_new = (left * root[None, :]).T
+        a_new = (right * root[None, :]).T
         pad = rank - sigma.shape[0]
         u_new = jnp.concatenate([u_new, jnp.zeros((pad, u.shape[1]), u.dtype)])
         a_new = jnp.concatenate([a_new, jnp.zeros((pad, flat.shape[1]), a.dtype)])
