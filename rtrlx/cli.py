@@ -85,6 +85,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--input", type=_positive, default=16, help="input features (16)")
     bench.add_argument("--repeats", type=_positive, default=5, help="timed repetitions (5)")
     bench.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
+
+    from .bench.noise import DEFAULT_CELLS as NOISE_CELLS
+    from .bench.noise import DEFAULT_LEARNERS as NOISE_LEARNERS
+    from .bench.noise import DEFAULT_LENGTHS
+
+    noise = sub.add_parser(
+        "noise",
+        help="the noise study: variance and cosine of each approximation against BPTT",
+        description="For each cell at trained-like random parameters (float64) and a copy-task "
+        "stream of each length T, the normalised variance E|g - g*|^2 / |g*|^2 and the mean "
+        "cosine of each learner's gradient against BPTT's, over --samples keys for the "
+        "stochastic learners (uoro, kf_rtrl, ok).",
+    )
+    noise.add_argument(
+        "--cells",
+        type=_csv,
+        default=list(NOISE_CELLS),
+        help="comma-separated cells; elman is leaky (alpha 0.5), for rflo (%(default)s)",
+    )
+    noise.add_argument(
+        "--learners",
+        type=_csv,
+        default=list(NOISE_LEARNERS),
+        help="comma-separated learners (default: %(default)s)",
+    )
+    noise.add_argument(
+        "--lengths",
+        type=lambda t: [_positive(v) for v in _csv(t)],
+        default=list(DEFAULT_LENGTHS),
+        help="comma-separated sequence lengths T (%(default)s)",
+    )
+    noise.add_argument("--hidden", type=_positive, default=32, help="units (32)")
+    noise.add_argument(
+        "--samples", type=_positive, default=100, help="keys per stochastic learner (100)"
+    )
+    noise.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    noise.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
+    noise.add_argument("--plot", metavar="FILE.png", default=None, help="also plot to a PNG")
     return parser
 
 
@@ -207,7 +245,8 @@ def _bench(args: argparse.Namespace) -> int:
         title=f"time per step, {args.cell}, batch {args.batch}, "
         f"{jax.devices()[0].platform}, {jax.numpy.zeros(()).dtype}"
     )
-    for col in ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s"):
+    columns = ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s")
+    for col in (*columns, "state floats/stream"):
         table.add_column(col, justify="left" if col == "learner" else "right")
     for r in results:
         table.add_row(
@@ -218,6 +257,7 @@ def _bench(args: argparse.Namespace) -> int:
             f"{r.seconds_per_step / base[r.hidden]:.3g}x",
             f"{100 * r.spread:.0f}%",
             f"{r.compile_seconds:.1f}",
+            f"{r.state_floats:,}" + (" (grows with T)" if r.learner == "bptt" else ""),
         )
     Console().print(table)
     if args.json:
@@ -232,6 +272,73 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _noise(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .bench.noise import noise_study, plot_noise
+    from .cells import CELLS
+    from .learners import make
+
+    err = Console(stderr=True)
+    try:
+        for name in args.learners:
+            make(name)
+        for name in args.cells:
+            if name not in CELLS:
+                raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}.")
+    except ValueError as exc:
+        err.print(f"[red]rtrlx noise: {exc}[/red]")
+        return 2
+    total = len(args.cells) * len(args.lengths) * len(args.learners)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("noise study", total=total)
+        records = noise_study(
+            args.cells,
+            args.learners,
+            args.lengths,
+            hidden=args.hidden,
+            samples=args.samples,
+            seed=args.seed,
+            on_result=lambda r: bar.update(
+                task, advance=1, description=f"{r['learner']} on {r['cell']}, T={r['T']}"
+            ),
+        )
+    for cell in args.cells:
+        table = Table(
+            title=f"{cell}, n={args.hidden}",
+            caption="normalised variance E|g - g*|² / |g*|² (mean cosine with BPTT)",
+        )
+        table.add_column("learner")
+        for steps in args.lengths:
+            table.add_column(f"T={steps}", justify="right")
+        for name in args.learners:
+            cells = []
+            for steps in args.lengths:
+                r = next(
+                    r
+                    for r in records
+                    if r["cell"] == cell and r["T"] == steps and r["learner"] == name
+                )
+                if r["status"] != "ok":
+                    cells.append("[dim]unsupported[/]")
+                else:
+                    cells.append(f"{r['normalised_variance']:.3g} ({r['cosine']:.3f})")
+            table.add_row(name, *cells)
+        Console().print(table)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"config": vars(args), "results": records}, fh, indent=2, default=str)
+    if args.plot:
+        plot_noise(records, args.plot)
+        err.print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rtrlx`` command."""
     args = build_parser().parse_args(argv)
@@ -239,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "noise":
+        return _noise(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-__all__ = ["bits", "cross_entropy", "mse"]
+__all__ = ["bits", "cross_entropy", "mse", "soft_cross_entropy"]
 
 
 def mse(prediction: Float[Array, " out"], target: Float[Array, " out"]) -> Float[Array, ""]:
@@ -43,3 +43,21 @@ def bits(logits: Float[Array, " classes"], label: Int[Array, ""]) -> Float[Array
         2.0
     """
     return cross_entropy(logits, label) / math.log(2.0)
+
+
+def soft_cross_entropy(
+    logits: Float[Array, " classes"], target: Float[Array, " classes"]
+) -> Float[Array, ""]:
+    """Cross-entropy in nats against a target distribution; an all-zero target costs 0.
+
+    The zero target marks a step with nothing to predict (the presentation phase of a copy
+    task), so one stream of steps can mix scored and unscored steps.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> round(float(soft_cross_entropy(jnp.zeros(2), jnp.array([0.0, 1.0]))), 4)
+        0.6931
+        >>> float(soft_cross_entropy(jnp.zeros(2), jnp.zeros(2)))
+        0.0
+    """
+    return -jnp.sum(target * jax.nn.log_softmax(logits))

@@ -116,3 +116,32 @@ def test_bench_tiny_config_writes_json(tmp_path, capsys):
     assert got == {("bptt", 4), ("diag_rtrl", 4), ("bptt", 6), ("diag_rtrl", 6)}
     assert all(r["seconds_per_step"] > 0 and r["repeats"] == 2 for r in data["results"])
     assert "vs bptt" in capsys.readouterr().out
+    by_learner = {(r["learner"], r["hidden"]): r["state_floats"] for r in data["results"]}
+    # A streaming state grows with n, not T; BPTT keeps every state.
+    assert by_learner[("diag_rtrl", 4)] < by_learner[("diag_rtrl", 6)]
+    assert by_learner[("bptt", 4)] == 12 * 2 * 4  # T complex states: grows with T
+
+
+def test_noise_tiny_study_writes_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "noise.json", tmp_path / "noise.png"
+    argv = ["noise", "--cells", "rhn,elman", "--lengths", "6,12", "--hidden", "3"]
+    argv += ["--samples", "8", "--learners", "kf_rtrl,ok:1,rflo,tbptt:20"]
+    code = main([*argv, "--json", str(out), "--plot", str(png)])
+    assert code == 0
+    records = json.loads(out.read_text())["results"]
+    assert len(records) == 2 * 2 * 4
+    status = {(r["cell"], r["learner"]): r["status"] for r in records}
+    assert status[("rhn", "rflo")] == "unsupported" and status[("elman", "rflo")] == "ok"
+    ok = [r for r in records if r["status"] == "ok"]
+    for r in ok:
+        assert r["samples"] == (8 if r["learner"] in ("kf_rtrl", "ok:1") else 1)
+        assert r["normalised_variance"] >= 0 and -1 <= r["cosine"] <= 1 + 1e-12
+        if r["learner"] == "tbptt:20":  # the window covers the sequence: exact
+            assert r["normalised_variance"] < 1e-20
+    assert png.stat().st_size > 10_000
+    assert "normalised variance" in capsys.readouterr().out
+
+
+def test_noise_refuses_unknown_names(capsys):
+    assert main(["noise", "--learners", "ok:x"]) == 2
+    assert "integer argument" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Time per step of a learner, and of BPTT on the same cell and sequence, in one run."""
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -29,6 +30,9 @@ class SpeedResult:
     spread: float  # (max - min) / median over the repetitions
     compile_seconds: float
     repeats: int
+    # Floats in one stream's learner state (hidden state and traces): constant in T for a
+    # streaming learner; for BPTT, the T hidden states it stores.
+    state_floats: int
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
@@ -85,6 +89,17 @@ def time_per_step(
     xs = jax.random.normal(k_x, (steps, batch, input_size))
     ys = jnp.zeros((steps, batch, 8))
     built = make(learner)
+    if built.online:
+        shapes = jax.eval_shape(lambda: built.init(module, key=jax.random.key(0)))
+        state_floats = sum(
+            math.prod(a.shape)
+            for a in jax.tree.leaves(shapes)
+            if jnp.issubdtype(a.dtype, jnp.inexact)
+        )
+    else:
+        state_floats = steps * sum(
+            math.prod(a.shape) for a in jax.tree.leaves(module.init_state())
+        )
     run = eqx.filter_jit(sequence_grads)
     median, spread, compile_seconds = _median_seconds(
         lambda: run(built, module, head, mse, xs, ys), repeats
@@ -99,4 +114,5 @@ def time_per_step(
         spread=spread,
         compile_seconds=compile_seconds,
         repeats=repeats,
+        state_floats=state_floats,
     )

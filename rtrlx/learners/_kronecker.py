@@ -184,6 +184,8 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
                 propagated = jnp.einsum("st,rtm->rsm", jac.j_h, a)
                 u_all = jnp.concatenate([u, jac.inputs[k][None]])
                 a_all = jnp.concatenate([propagated, jac.d[k][None]])
+                if new_u:  # one factor's reduction after the other's (see ok.serial)
+                    u_all, a_all, _ = jax.lax.optimization_barrier((u_all, a_all, new_a[-1]))
                 u, a = reduce(keys[k], u_all, a_all)
                 new_u.append(u)
                 new_a.append(a)

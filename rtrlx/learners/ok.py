@@ -48,7 +48,17 @@ def optimal_factors(sigma: Float[Array, " k"], signs: Float[Array, " k"]) -> Arr
     return signs[:, None] * h[:, : k - 1] * scale[None, :]
 
 
-def ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
+def serial(*arrays: Array) -> tuple[Array, ...]:
+    """Return ``arrays`` unchanged, but only once all of them are computed.
+
+    Feeding one LAPACK call's inputs through this together with the previous call's outputs
+    orders the two calls, so that no two LAPACK kernels compete for the CPU thread pool
+    (see :func:`ok_reduce`).
+    """
+    return tuple(jax.lax.optimization_barrier(arrays))
+
+
+def _ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
     """Reduce ``sum_i u_i ⊗ a_i`` (``r + 1`` terms) to ``r`` terms, unbiased, least variance.
 
     Orthonormalise both sides (two QR decompositions), take the SVD of the small core
@@ -66,16 +76,26 @@ def ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
     terms = u.shape[0]
     rank = terms - 1
     flat = a.reshape(terms, -1)
+    cols = u.shape[1]
+    if cols <= rank:
+        # The sum has rank <= cols <= r: write it exactly in the standard basis of u's side,
+        # sum_i u_i ⊗ a_i = sum_j e_j ⊗ (sum_i u_i[j] a_i). No factorisation needed.
+        u_new = jnp.eye(rank, cols, dtype=u.dtype)
+        a_new = jnp.concatenate([u.T @ flat, jnp.zeros((rank - cols, flat.shape[1]), a.dtype)])
+        return u_new, a_new.reshape(rank, *a.shape[1:])
+    # LAPACK calls run one after another (see `serial`).
     q_u, r_u = jnp.linalg.qr(u.T)  # (cols, k1), (k1, terms)
+    flat, q_u, r_u = serial(flat, q_u, r_u)
     q_a, r_a = jnp.linalg.qr(flat.T)  # (size, k2), (k2, terms)
-    p, sigma, vt = jnp.linalg.svd(r_u @ r_a.T, full_matrices=False)
+    core, q_a = serial(r_u @ r_a.T, q_a)
+    p, sigma, vt = jnp.linalg.svd(core, full_matrices=False)
     left, right = q_u @ p, q_a @ vt.T  # orthonormal singular vectors of the whole sum
-    if sigma.shape[0] <= rank:  # the sum fits in r terms: keep it exactly
+    if sigma.shape[0] <= rank:  # the flattened side is too small to need a reduction
         root = jnp.sqrt(sigma)
         u_new = (left * root[None, :]).T
         a_new = (right * root[None, :]).T
         pad = rank - sigma.shape[0]
-        u_new = jnp.concatenate([u_new, jnp.zeros((pad, u.shape[1]), u.dtype)])
+        u_new = jnp.concatenate([u_new, jnp.zeros((pad, cols), u.dtype)])
         a_new = jnp.concatenate([a_new, jnp.zeros((pad, flat.shape[1]), a.dtype)])
     else:
         signs = jax.random.rademacher(key, (terms,), u.dtype)
@@ -83,6 +103,28 @@ def ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
         u_new = (left @ f).T
         a_new = (right @ f).T
     return u_new, a_new.reshape(rank, *a.shape[1:])
+
+
+@jax.custom_batching.custom_vmap
+def ok_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
+    """:func:`_ok_reduce`, mapped one example at a time under ``vmap``.
+
+    jaxlib runs a batched LAPACK kernel (the QRs and the SVD here) by splitting the batch
+    over the CPU thread pool and waiting; on a 2-core machine the waiting worker and the
+    one running the program are the whole pool, and the program hangs. So a batch of
+    reductions (streams, or keys under a user's ``vmap``) runs as a ``lax.map`` of
+    unbatched ones. See :func:`_ok_reduce` for the arguments.
+    """
+    return _ok_reduce(key, u, a)
+
+
+@ok_reduce.def_vmap
+def _ok_reduce_vmap(axis_size, in_batched, key, u, a):
+    key, u, a = (
+        x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+        for x, batched in zip((key, u, a), in_batched, strict=True)
+    )
+    return jax.lax.map(lambda args: ok_reduce(*args), (key, u, a)), (True, True)
 
 
 def ok(rank: int = 1) -> Learner:

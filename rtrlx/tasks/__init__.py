@@ -1,0 +1,3 @@
+"""Data streams for online learning, generated in JAX (no download)."""
+
+from .copy import copy_stream as copy_stream
