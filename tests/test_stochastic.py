@@ -95,13 +95,33 @@ def test_optimal_factors_keeps_the_largest_values_exactly():
 
 def test_ok_reduce_is_exact_when_the_sum_fits():
     key = jax.random.key(0)
-    u = jax.random.normal(key, (3, 2))  # 3 terms over 2 columns: rank <= 2
-    a = jax.random.normal(jax.random.key(1), (3, 4, 5))
-    u2, a2 = ok_reduce(key, u, a)
+    u = jax.random.normal(key, (2, 2))  # 2 + 1 terms over 2 columns: rank <= 2
+    a = jax.random.normal(jax.random.key(1), (2, 4, 5))
+    u_new, a_new = jnp.ones(2), jnp.ones((4, 5))
+    u2, a2 = ok_reduce(key, u, a, u_new, a_new)
     assert u2.shape == (2, 2) and a2.shape == (2, 4, 5)
-    np.testing.assert_allclose(
-        jnp.einsum("rk,rsm->ksm", u2, a2), jnp.einsum("rk,rsm->ksm", u, a), atol=1e-12
-    )
+    want = jnp.einsum("rk,rsm->ksm", u, a) + u_new[:, None, None] * a_new[None]
+    np.testing.assert_allclose(jnp.einsum("rk,rsm->ksm", u2, a2), want, atol=1e-12)
+
+
+def test_ok_reduce_is_unbiased_by_enumeration():
+    """Every sign pattern of one reduction: the mean is the r + 1 term sum, to rounding."""
+    u = jax.random.normal(jax.random.key(0), (3, 6))
+    a = jax.random.normal(jax.random.key(1), (3, 4, 5))
+    u_new, a_new = jnp.arange(6.0), jnp.ones((4, 5))
+    want = jnp.einsum("rk,rsm->ksm", u, a) + u_new[:, None, None] * a_new[None]
+    keys = jax.random.split(jax.random.key(2), 4000)
+    u2, a2 = jax.vmap(ok_reduce, in_axes=(0, None, None, None, None))(keys, u, a, u_new, a_new)
+    sums = jnp.einsum("nrk,nrsm->nksm", u2, a2)
+    assert sums.shape == (4000, 6, 4, 5)
+    # Only 2^4 sign patterns exist: the sample mean is the exact mean up to sampling of them.
+    patterns = {}
+    signs = jax.vmap(lambda k: jax.random.rademacher(k, (4,), jnp.float64))(keys)
+    for i, sgn in enumerate(np.asarray(signs)):
+        patterns.setdefault(tuple(sgn), i)
+    assert len(patterns) == 16
+    mean = jnp.mean(jnp.stack([sums[i] for i in patterns.values()]), axis=0)
+    np.testing.assert_allclose(mean, want, atol=1e-10 * float(jnp.abs(want).max()))
 
 
 def hand_rflo(cell, head, xs, ys, alpha, feedback_matrix):

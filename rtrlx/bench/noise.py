@@ -124,7 +124,7 @@ def noise_study(
                 except UnsupportedCellError as err:
                     record.update(status="unsupported", message=str(err).split(". ")[0])
                 else:
-                    errors = jnp.sum((grads - exact) ** 2, axis=1) / norm2
+                    errors = jnp.sum((grads - exact[None, :]) ** 2, axis=1) / norm2
                     cosines = grads @ exact / (jnp.linalg.norm(grads, axis=1) * jnp.sqrt(norm2))
                     record.update(
                         status="ok",

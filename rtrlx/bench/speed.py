@@ -39,6 +39,17 @@ class SpeedResult:
         return asdict(self)
 
 
+def _floats(tree: Any) -> int:
+    """Real numbers held by the inexact leaves of ``tree`` (a complex entry counts 2)."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            total += math.prod(leaf.shape) * (
+                2 if jnp.issubdtype(leaf.dtype, jnp.complexfloating) else 1
+            )
+    return total
+
+
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
     start = time.perf_counter()
     jax.block_until_ready(fn())
@@ -90,16 +101,9 @@ def time_per_step(
     ys = jnp.zeros((steps, batch, 8))
     built = make(learner)
     if built.online:
-        shapes = jax.eval_shape(lambda: built.init(module, key=jax.random.key(0)))
-        state_floats = sum(
-            math.prod(a.shape)
-            for a in jax.tree.leaves(shapes)
-            if jnp.issubdtype(a.dtype, jnp.inexact)
-        )
+        state_floats = _floats(jax.eval_shape(lambda: built.init(module, key=jax.random.key(0))))
     else:
-        state_floats = steps * sum(
-            math.prod(a.shape) for a in jax.tree.leaves(module.init_state())
-        )
+        state_floats = steps * _floats(module.init_state())
     run = eqx.filter_jit(sequence_grads)
     median, spread, compile_seconds = _median_seconds(
         lambda: run(built, module, head, mse, xs, ys), repeats

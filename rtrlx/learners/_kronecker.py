@@ -149,9 +149,11 @@ class KroneckerState(NamedTuple):
     key: PRNGKeyArray  # split at every step; never batched
 
 
-#: ``reduce(key, u (r+1, cols), a (r+1, S·n, rows)) -> (u (r, cols), a (r, S·n, rows))``:
-#: an unbiased reduction of a sum of ``r + 1`` Kronecker products to ``r``.
-Reduce = Callable[[PRNGKeyArray, Array, Array], tuple[Array, Array]]
+#: ``reduce(key, u (r, cols), a (r, S·n, rows), u_new (cols,), a_new (S·n, rows)) ->
+#: (u (r, cols), a (r, S·n, rows))``: an unbiased reduction of the ``r`` propagated Kronecker
+#: products plus the new one, ``r + 1`` in all, back to ``r``. The new term comes apart so
+#: that no ``(r + 1)``-term copy of the large side is ever made.
+Reduce = Callable[[PRNGKeyArray, Array, Array, Array, Array], tuple[Array, Array]]
 
 
 def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
@@ -182,11 +184,7 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
             new_u, new_a = [], []
             for k, (u, a) in enumerate(zip(us, a_mats, strict=True)):
                 propagated = jnp.einsum("st,rtm->rsm", jac.j_h, a)
-                u_all = jnp.concatenate([u, jac.inputs[k][None]])
-                a_all = jnp.concatenate([propagated, jac.d[k][None]])
-                if new_u:  # one factor's reduction after the other's (see ok.serial)
-                    u_all, a_all, _ = jax.lax.optimization_barrier((u_all, a_all, new_a[-1]))
-                u, a = reduce(keys[k], u_all, a_all)
+                u, a = reduce(keys[k], u, propagated, jac.inputs[k], jac.d[k])
                 new_u.append(u)
                 new_a.append(a)
             return units_to_state(jac.new_units, hidden), tuple(new_u), tuple(new_a)

@@ -8,29 +8,35 @@ from ._base import Learner
 from ._kronecker import kronecker_learner
 
 
-def kf_reduce(key: PRNGKeyArray, u: Array, a: Array) -> tuple[Array, Array]:
-    """Fold ``u[0] ⊗ a[0] + u[1] ⊗ a[1]`` into one Kronecker product, unbiasedly.
+def kf_reduce(
+    key: PRNGKeyArray, u: Array, a: Array, u_new: Array, a_new: Array
+) -> tuple[Array, Array]:
+    """Fold ``u[0] ⊗ a[0] + u_new ⊗ a_new`` into one Kronecker product, unbiasedly.
 
-    With a random sign ``s`` and the variance-minimising scales ``ρ_i = sqrt(|a_i| / |u_i|)``,
-    ``(ρ_0 u_0 + s ρ_1 u_1) ⊗ (a_0 / ρ_0 + s a_1 / ρ_1)`` has the two products as its mean:
-    the cross terms carry ``s`` and vanish in expectation.
+    With a random sign ``s`` and the variance-minimising scales ``ρ = sqrt(|a| / |u|)``,
+    ``(ρ_0 u_0 + s ρ_1 u_new) ⊗ (a_0 / ρ_0 + s a_new / ρ_1)`` has the two products as its
+    mean: the cross terms carry ``s`` and vanish in expectation.
 
     Args:
         key: PRNG key for the sign.
-        u: ``(2, cols)``.
-        a: ``(2, rows_a, rows_w)``.
+        u: ``(1, cols)``, the propagated term's ``u``.
+        a: ``(1, rows_a, rows_w)``, the propagated term's ``A`` (already ``J_h A``).
+        u_new: ``(cols,)``, the new term's ``[a; 1]``.
+        a_new: ``(rows_a, rows_w)``, the new term's ``D``.
 
     Returns:
         ``(u (1, cols), a (1, rows_a, rows_w))``.
     """
     tiny = jnp.finfo(u.dtype).tiny
-    norm_u = jnp.sqrt(jnp.sum(u * u, axis=1))
-    norm_a = jnp.sqrt(jnp.sum(a * a, axis=(1, 2)))
-    rho = jnp.sqrt((norm_a + tiny) / (norm_u + tiny))
+
+    def scale(x, y):
+        return jnp.sqrt((jnp.sqrt(jnp.sum(y * y)) + tiny) / (jnp.sqrt(jnp.sum(x * x)) + tiny))
+
+    rho0, rho1 = scale(u[0], a[0]), scale(u_new, a_new)
     sign = jax.random.rademacher(key, (), u.dtype)
-    u_new = rho[0] * u[0] + sign * rho[1] * u[1]
-    a_new = a[0] / rho[0] + sign * a[1] / rho[1]
-    return u_new[None], a_new[None]
+    u_out = rho0 * u[0] + sign * rho1 * u_new
+    a_out = a[0] / rho0 + sign * a_new / rho1
+    return u_out[None], a_out[None]
 
 
 def kf_rtrl() -> Learner:
