@@ -20,6 +20,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _stdout_console():
+    """A rich console for results: the terminal's width, or 160 columns when piped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rtrlx``."""
     from .check import DEFAULT_CELLS, DEFAULT_LEARNERS
@@ -190,7 +197,7 @@ def _check(args: argparse.Namespace) -> int:
                 "-" if r["cosine"] is None else f"{r['cosine']:.4f}",
                 "-" if r["ms_per_step"] is None else f"{r['ms_per_step']:.3f}",
             )
-        Console().print(table)
+        _stdout_console().print(table)
         if failed:
             for r in failed:
                 err.print(f"[bold red]FAIL[/] {r['learner']} on {r['cell']}: {r['message']}")
@@ -259,7 +266,7 @@ def _bench(args: argparse.Namespace) -> int:
             f"{r.compile_seconds:.1f}",
             f"{r.state_floats:,}" + (" (grows with T)" if r.learner == "bptt" else ""),
         )
-    Console().print(table)
+    _stdout_console().print(table)
     if args.json:
         payload = {
             "config": vars(args),
@@ -329,7 +336,7 @@ def _noise(args: argparse.Namespace) -> int:
                 else:
                     cells.append(f"{r['normalised_variance']:.3g} ({r['cosine']:.3f})")
             table.add_row(name, *cells)
-        Console().print(table)
+        _stdout_console().print(table)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"config": vars(args), "results": records}, fh, indent=2, default=str)

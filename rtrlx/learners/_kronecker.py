@@ -6,6 +6,8 @@ the immediate Jacobian of the new state with respect to ``W~`` is the Kronecker 
 ``a~ ⊗ D`` with ``D = dh'/dz`` (state entries x rows of ``W``). KF-RTRL and OK keep the
 influence of each ``W~`` as a (sum of) Kronecker products ``u ⊗ A``, ``u`` of length
 ``cols(W~)``, ``A`` of shape ``(S·n, rows(W))``, so ``d h / d W~[i, j] = sum u[j] A[:, i]``.
+The learners store each ``A`` transposed, ``(rows(W), S·n)``: propagating all the terms,
+``A^T J_h^T``, is then one plain matrix product with no transposes of the large side.
 """
 
 import dataclasses
@@ -115,7 +117,7 @@ def factor_grads(
         cell: the cell (for the structure of the result).
         factors: its Kronecker factors.
         us: per factor, ``(r, cols)``.
-        a_mats: per factor, ``(r, S·n, rows)``.
+        a_mats: per factor, the transposed ``A`` of each term, ``(r, rows, S·n)``.
         delta: ``dL/dh`` flattened, ``(S·n,)``, or ``(batch, S·n)`` (summed over the batch).
         batched: whether the arrays have a leading batch axis.
 
@@ -124,7 +126,7 @@ def factor_grads(
     """
     grads = jax.tree.map(jnp.zeros_like, eqx.filter(cell, eqx.is_inexact_array))
     for f, u, a in zip(factors, us, a_mats, strict=True):
-        g = jnp.einsum("brsm,bs,brk->mk" if batched else "rsm,s,rk->mk", a, delta, u)
+        g = jnp.einsum("brms,bs,brk->mk" if batched else "rms,s,rk->mk", a, delta, u)
         cols = getattr(cell, f.weight).shape[1]
         grads = eqx.tree_at(lambda c, f=f: getattr(c, f.weight), grads, g[:, :cols])
         if (bias := f.bias) is not None:
@@ -142,17 +144,17 @@ class KroneckerState(NamedTuple):
     """State of ``kf_rtrl()`` and ``ok(rank)``."""
 
     hidden: State  # the state h_t; leaves (hidden,) or (batch, hidden)
-    # Per Kronecker factor: u, (rank, cols of [W, b]); A, (rank, S*hidden, rows of W);
-    # a leading batch axis when batched. d h_t / d W~[i, j] ~ sum_r u[r, j] A[r, :, i].
+    # Per Kronecker factor: u, (rank, cols of [W, b]); A transposed, (rank, rows of W,
+    # S*hidden); a leading batch axis when batched. d h_t / d W~[i, j] ~ sum_r u[r, j] a[r, i, :].
     u: tuple[Float[Array, "..."], ...]
     a: tuple[Float[Array, "..."], ...]
     key: PRNGKeyArray  # split at every step; never batched
 
 
-#: ``reduce(key, u (r, cols), a (r, S·n, rows), u_new (cols,), a_new (S·n, rows)) ->
-#: (u (r, cols), a (r, S·n, rows))``: an unbiased reduction of the ``r`` propagated Kronecker
-#: products plus the new one, ``r + 1`` in all, back to ``r``. The new term comes apart so
-#: that no ``(r + 1)``-term copy of the large side is ever made.
+#: ``reduce(key, u (r, cols), a (r, rows, S·n), u_new (cols,), a_new (rows, S·n)) ->
+#: (u (r, cols), a (r, rows, S·n))``, with ``a`` holding each ``A`` transposed: an unbiased
+#: reduction of the ``r`` propagated Kronecker products plus the new one, ``r + 1`` in all,
+#: back to ``r``.
 Reduce = Callable[[PRNGKeyArray, Array, Array, Array, Array], tuple[Array, Array]]
 
 
@@ -167,7 +169,7 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
 
         def make():
             u = tuple(jnp.zeros((rank, s.cols), dtype) for s in shapes)
-            a = tuple(jnp.zeros((rank, size, s.rows), dtype) for s in shapes)
+            a = tuple(jnp.zeros((rank, s.rows, size), dtype) for s in shapes)
             return cell.init_state(), u, a
 
         hidden, u, a = batch_init(cell, batch_size, make)
@@ -183,8 +185,8 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
             keys = jax.random.split(key, len(factors))
             new_u, new_a = [], []
             for k, (u, a) in enumerate(zip(us, a_mats, strict=True)):
-                propagated = jnp.einsum("st,rtm->rsm", jac.j_h, a)
-                u, a = reduce(keys[k], u, propagated, jac.inputs[k], jac.d[k])
+                propagated = a @ jac.j_h.T  # (J_h A)^T for every term: one matmul
+                u, a = reduce(keys[k], u, propagated, jac.inputs[k], jac.d[k].T)
                 new_u.append(u)
                 new_a.append(a)
             return units_to_state(jac.new_units, hidden), tuple(new_u), tuple(new_a)

@@ -20,12 +20,12 @@ def kf_reduce(
     Args:
         key: PRNG key for the sign.
         u: ``(1, cols)``, the propagated term's ``u``.
-        a: ``(1, rows_a, rows_w)``, the propagated term's ``A`` (already ``J_h A``).
+        a: ``(1, rows_w, rows_a)``, the propagated term's ``A^T`` (already ``(J_h A)^T``).
         u_new: ``(cols,)``, the new term's ``[a; 1]``.
-        a_new: ``(rows_a, rows_w)``, the new term's ``D``.
+        a_new: ``(rows_w, rows_a)``, the new term's ``D^T``.
 
     Returns:
-        ``(u (1, cols), a (1, rows_a, rows_w))``.
+        ``(u (1, cols), a (1, rows_w, rows_a))``.
     """
     tiny = jnp.finfo(u.dtype).tiny
 

@@ -92,23 +92,23 @@ def ok_reduce(
     Args:
         key: PRNG key for the signs.
         u: ``(r, cols)``, the propagated terms' ``u``.
-        a: ``(r, rows_a, rows_w)``, the propagated terms' ``A`` (already ``J_h A``).
+        a: ``(r, rows_w, rows_a)``, the propagated terms' ``A^T`` (already ``(J_h A)^T``).
         u_new: ``(cols,)``, the new term's ``[a; 1]``.
-        a_new: ``(rows_a, rows_w)``, the new term's ``D``.
+        a_new: ``(rows_w, rows_a)``, the new term's ``D^T``.
 
     Returns:
-        ``(u (r, cols), a (r, rows_a, rows_w))``.
+        ``(u (r, cols), a (r, rows_w, rows_a))``.
     """
     rank, cols = u.shape
     terms = rank + 1
     # One (r + 1)-term copy of the large side: XLA:CPU runs the two products below faster
     # on it than on the propagated terms and the new one kept apart (measured: 14 vs 18 ms
-    # per step for ok:8 on RHN n=128, batch 16).
+    # per step for ok:8 on RHN n=128, batch 16, before A was stored transposed).
     flat = jnp.concatenate([a.reshape(rank, -1), a_new.reshape(1, -1)])  # (r + 1, L)
     u_all = jnp.concatenate([u, u_new[None]])  # (r + 1, cols), small
 
     def combine(x):  # sum_i x[i] * a_i over all r + 1 terms, for x (r + 1, k): (k, L)
-        return (flat.T @ x).T
+        return x.T @ flat
 
     if cols <= rank:
         # The sum has rank <= cols <= r: write it exactly in the standard basis of u's side,
