@@ -1,3 +1,66 @@
-"""Data streams for online learning, generated in JAX (no download)."""
+"""Data streams for online learning, generated in JAX (no download).
 
+``rtrlx.tasks.make(name, **params) -> (task, params)``, in the manner of gymnax.
+"""
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from ._base import Task as Task
+from .adding import Adding as Adding
+from .adding import AddingParams as AddingParams
+from .copy import Copy as Copy
+from .copy import CopyCurriculum as CopyCurriculum
+from .copy import CopyCurriculumParams as CopyCurriculumParams
+from .copy import CopyParams as CopyParams
 from .copy import copy_stream as copy_stream
+from .ptb import PTBChar as PTBChar
+from .ptb import PTBParams as PTBParams
+
+#: Every task by name: (task class, parameter class).
+TASKS: dict[str, tuple[type[Task], type]] = {
+    "copy-curriculum": (CopyCurriculum, CopyCurriculumParams),
+    "copy": (Copy, CopyParams),
+    "adding": (Adding, AddingParams),
+    "ptb-char": (PTBChar, PTBParams),
+}
+
+
+def make(name: str, **params: Any) -> tuple[Task, Any]:
+    """A task and its parameters, by name.
+
+    Args:
+        name: one of :data:`TASKS`.
+        **params: overrides of the task's parameters (fields of its ``...Params``).
+
+    Returns:
+        ``(task, params)``.
+
+    Raises:
+        ValueError: for an unknown task or parameter, listing the valid ones.
+
+    Examples:
+        >>> task, params = make("adding", length=30)
+        >>> params.length
+        30
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}.")
+    task_cls, params_cls = TASKS[name]
+    fields = params_cls._fields
+    for key in params:
+        if key not in fields:
+            raise ValueError(
+                f"task {name!r} has no parameter {key!r}; its parameters: {', '.join(fields)}."
+            )
+    if name == "ptb-char":
+        from .ptb import _corpus
+
+        _, codes = _corpus()
+        data = {k: jnp.asarray(v) for k, v in codes.items()}
+        return PTBChar(), PTBParams(data["train"], data["valid"], data["test"], **params)
+    if name == "copy":
+        p = CopyParams(**params)
+        return Copy(symbols=p.symbols), p
+    return task_cls(), params_cls(**params)

@@ -1,19 +1,25 @@
-"""The binary copy task of KF-RTRL and OK, as one continuous stream of episodes."""
+"""Copy tasks: the binary copy curriculum of KF-RTRL and OK, and the fixed-length copy task."""
 
+from typing import NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-#: Input channels: bit 0, bit 1, the recall marker.
+from ._base import Task
+
+#: Input channels of the binary copy task: bit 0, bit 1, the recall marker.
 INPUT_SIZE = 3
-#: Output classes: the two bits.
+#: Output classes of the binary copy task: the two bits.
 OUTPUT_SIZE = 2
+LOG2 = 0.6931471805599453
 
 
 def copy_stream(
     key: PRNGKeyArray, steps: int, *, min_length: int = 1, max_length: int = 10
 ) -> tuple[Float[Array, "T 3"], Float[Array, "T 2"]]:
-    """``steps`` time steps of back-to-back copy episodes.
+    """``steps`` time steps of back-to-back binary copy episodes, all at once.
 
     An episode of length ``L`` (uniform in ``[min_length, max_length]``) shows ``L`` random
     bits (one-hot on channels 0 and 1), then the recall marker (channel 2), then ``L``
@@ -61,3 +67,177 @@ def copy_stream(
     )
     ys = jnp.where((pos > length)[:, None], jnp.eye(OUTPUT_SIZE)[recalled], 0.0)
     return xs, ys
+
+
+class CopyCurriculumParams(NamedTuple):
+    """Parameters of ``copy-curriculum``."""
+
+    start: int = 1  # the curriculum's first length T_
+    max_length: int = 256  # the longest string the stream can hold
+    threshold: float = 0.15  # bits per recalled character below which T_ grows by one
+    spread: int = 4  # each string has length max(1, T_ - U{0..spread})
+    smoothing: float = 0.01  # weight of a step in the running loss
+
+
+class CopyState(NamedTuple):
+    """One stream of ``copy-curriculum``."""
+
+    bits: Array  # (max_length,) int32, the current string
+    length: Array  # int32, its length
+    pos: Array  # int32, steps into the episode (episode length 2 L + 1)
+
+
+class CopyCurriculum(Task):
+    """The copy curriculum of KF-RTRL and OK (arXiv 1805.10842, 1902.03993).
+
+    A binary string of length ``L``, a recall marker, then the string back. The streams
+    run episode after episode without resets (the marker tells the network where it is).
+    Each new string has length ``max(1, T_ - U{0..4})``. The curriculum level ``T_``
+    grows by one when the running loss on recall steps falls below 0.15 bits per character.
+    That loss is an exponential average with weight ``smoothing`` per step, and it restarts
+    at 1 bit (chance) after each increase. Headline metric: ``T_`` reached.
+
+    Examples:
+        >>> import jax, rtrlx
+        >>> task, params = rtrlx.tasks.make("copy-curriculum")
+        >>> state = task.init(params, jax.random.key(0))
+        >>> state, x, y = task.step(params, task.init_level(params), state, jax.random.key(1))
+        >>> x.shape, y.shape
+        ((3,), (2,))
+    """
+
+    metric = "T_"
+    higher_is_better = True
+
+    @property
+    def input_size(self) -> int:
+        return INPUT_SIZE
+
+    @property
+    def output_size(self) -> int:
+        return OUTPUT_SIZE
+
+    def init(self, params: CopyCurriculumParams, key: PRNGKeyArray) -> CopyState:
+        del key
+        zero = jnp.zeros((), jnp.int32)
+        # pos == 2L + 1 with L = 0: the first step draws a fresh string.
+        return CopyState(jnp.zeros(params.max_length, jnp.int32), zero, zero + 1)
+
+    def init_level(self, params: CopyCurriculumParams) -> Array:
+        return jnp.asarray(float(params.start))
+
+    def step(self, params, level, state: CopyState, key):
+        k_len, k_bits = jax.random.split(key)
+        done = state.pos >= 2 * state.length + 1
+        drawn = level.astype(jnp.int32) - jax.random.randint(k_len, (), 0, params.spread + 1)
+        length = jnp.where(done, jnp.clip(drawn, 1, params.max_length), state.length)
+        fresh = jax.random.bernoulli(k_bits, 0.5, (params.max_length,)).astype(jnp.int32)
+        bits = jnp.where(done, fresh, state.bits)
+        pos = jnp.where(done, 0, state.pos)
+        eye = jnp.eye(INPUT_SIZE)
+        shown = bits[jnp.clip(pos, 0, params.max_length - 1)]
+        x = jnp.where(pos < length, eye[shown], jnp.where(pos == length, eye[2], 0.0))
+        recalled = bits[jnp.clip(pos - length - 1, 0, params.max_length - 1)]
+        y = jnp.where(pos > length, jnp.eye(OUTPUT_SIZE)[recalled], 0.0)
+        return CopyState(bits, length, pos + 1), x, y
+
+    def loss(self, out, y):
+        return -jnp.sum(y * jax.nn.log_softmax(out))
+
+    def stats(self, out, y):
+        scored = jnp.sum(y)
+        bits = self.loss(out, y) / LOG2
+        correct = scored * (jnp.argmax(out) == jnp.argmax(y))
+        return jnp.stack([bits, scored, correct])
+
+    def init_running(self, params):
+        del params
+        return jnp.array([1.0, 1.0, 0.0])  # one bit per character: chance
+
+    def next_level(self, params, level, running):
+        bits_per_char = running[0] / jnp.maximum(running[1], 1e-12)
+        grow = (bits_per_char < params.threshold) & (level < params.max_length)
+        return (
+            jnp.where(grow, level + 1, level),
+            jnp.where(grow, self.init_running(params), running),
+        )
+
+    def report(self, params, level, totals):
+        return {
+            "T_": float(level),
+            "bits_per_char": float(totals[0] / max(float(totals[1]), 1.0)),
+            "recall_accuracy": float(totals[2] / max(float(totals[1]), 1.0)),
+        }
+
+
+class CopyParams(NamedTuple):
+    """Parameters of ``copy``."""
+
+    pattern: int = 20  # tokens to remember
+    delay: int = 10  # blank steps between the pattern and the recall marker
+    symbols: int = 8  # token alphabet
+
+
+class Copy(Task):
+    """The fixed-length copy task of online LRU learning (arXiv 2305.15947).
+
+    A pattern of ``pattern`` tokens (from ``symbols`` categories), ``delay`` blank steps, a
+    recall marker, then ``pattern`` steps in which the network outputs the pattern. The
+    streams are reset together at every episode. Inputs: one-hot token, blank, marker.
+    Headline metric: recall accuracy (per token).
+
+    Examples:
+        >>> import jax, rtrlx
+        >>> task, params = rtrlx.tasks.make("copy", pattern=5, delay=2)
+        >>> task.reset_period(params)
+        13
+    """
+
+    symbols: int = eqx.field(static=True, default=8)
+    metric = "accuracy"
+    higher_is_better = True
+
+    @property
+    def input_size(self) -> int:
+        return self.symbols + 1
+
+    @property
+    def output_size(self) -> int:
+        return self.symbols
+
+    def init(self, params: CopyParams, key: PRNGKeyArray):
+        del key
+        return (jnp.zeros(params.pattern, jnp.int32), jnp.zeros((), jnp.int32))
+
+    def reset_period(self, params: CopyParams) -> int:
+        return 2 * params.pattern + params.delay + 1
+
+    def step(self, params, level, state, key):
+        del level
+        tokens, pos = state
+        period = self.reset_period(params)
+        pos = pos % period
+        tokens = jnp.where(
+            pos == 0, jax.random.randint(key, (params.pattern,), 0, params.symbols), tokens
+        )
+        recall_at = params.pattern + params.delay + 1
+        eye = jnp.eye(self.input_size)
+        x = jnp.where(
+            pos < params.pattern,
+            eye[tokens[jnp.clip(pos, 0, params.pattern - 1)]],
+            jnp.where(pos == recall_at - 1, eye[params.symbols], 0.0),
+        )
+        target = tokens[jnp.clip(pos - recall_at, 0, params.pattern - 1)]
+        y = jnp.where(pos >= recall_at, jnp.eye(params.symbols)[target], 0.0)
+        return (tokens, pos + 1), x, y
+
+    def loss(self, out, y):
+        return -jnp.sum(y * jax.nn.log_softmax(out))
+
+    def stats(self, out, y):
+        scored = jnp.sum(y)
+        return jnp.stack([self.loss(out, y), scored, scored * (jnp.argmax(out) == jnp.argmax(y))])
+
+    def report(self, params, level, totals):
+        scored = max(float(totals[1]), 1.0)
+        return {"accuracy": float(totals[2]) / scored, "loss": float(totals[0]) / scored}

