@@ -130,7 +130,279 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--seed", type=int, default=0, help="random seed (0)")
     noise.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
     noise.add_argument("--plot", metavar="FILE.png", default=None, help="also plot to a PNG")
+
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
+    train = sub.add_parser(
+        "train",
+        help="train one learner online on a task, with a progress bar and checkpoints",
+        description="Online training: the parameters are updated as the streams flow. "
+        "Writes DIR/metrics.jsonl, DIR/checkpoint.eqx and DIR/result.json; --resume "
+        "continues a run from its checkpoint. Ctrl-C saves a checkpoint and the results.",
+    )
+    compare = sub.add_parser(
+        "compare",
+        help="train several learners on the same task, cell, budget and seeds; table + plots",
+        description="Runs `rtrlx train` for every learner and seed with everything else equal, "
+        "then prints a table (metric mean and spread over seeds, steps per second, learner "
+        "state memory) and writes DIR/summary.json and DIR/curves.png.",
+    )
+    for p, learner_flag in ((train, "--learner"), (compare, "--learners")):
+        p.add_argument("--task", default=defaults.task, help=f"task ({defaults.task})")
+        p.add_argument("--cell", default=defaults.cell, help=f"cell ({defaults.cell})")
+        if learner_flag == "--learner":
+            p.add_argument("--learner", default=defaults.learner, help="learner (rtrl)")
+        else:
+            p.add_argument(
+                "--learners",
+                type=_csv,
+                default=["rtrl", "ok:4", "kf_rtrl", "uoro", "snap:1", "tbptt:5"],
+                help="comma-separated learners (%(default)s)",
+            )
+            p.add_argument("--seeds", type=_positive, default=3, help="seeds per learner (3)")
+        p.add_argument("--hidden", type=_positive, default=defaults.hidden, help="units (32)")
+        p.add_argument("--steps", type=_positive, default=defaults.steps, help="steps (10000)")
+        p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (10^-3.5)")
+        p.add_argument("--batch", type=_positive, default=defaults.batch, help="streams (16)")
+        p.add_argument("--seed", type=int, default=0, help="(first) seed (0)")
+        p.add_argument(
+            "--update-every", type=_positive, default=1, help="steps between updates (1)"
+        )
+        p.add_argument("--optimizer", default="adam", help="adam or sgd (adam)")
+        p.add_argument("--chunk", type=_positive, default=250, help="steps per jitted call")
+        p.add_argument(
+            "--checkpoint-every", type=int, default=5000, help="steps between checkpoints"
+        )
+        p.add_argument(
+            "--eval-every", type=int, default=0, help="steps between evaluations (0: at end)"
+        )
+        p.add_argument(
+            "--task-param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a task parameter, e.g. --task-param length=30 (repeatable)",
+        )
+        p.add_argument("--out", default=None, help="output directory")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
     return parser
+
+
+def _task_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--task-param expects NAME=VALUE, got {item!r}.")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            try:
+                params[name] = float(value)
+            except ValueError:
+                params[name] = value
+    return params
+
+
+def _config(args: argparse.Namespace, learner: str, seed: int):
+    from .train import TrainConfig
+
+    return TrainConfig(
+        task=args.task,
+        cell=args.cell,
+        learner=learner,
+        hidden=args.hidden,
+        steps=args.steps,
+        lr=args.lr,
+        batch=args.batch,
+        seed=seed,
+        update_every=args.update_every,
+        optimizer=args.optimizer,
+        chunk=args.chunk,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        task_params=_task_params(args.task_param),
+    )
+
+
+def _short(record: dict) -> str:
+    skip = {"step", "steps_per_second"}
+    return "  ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in record.items()
+        if k not in skip
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .train import TrainingError, train
+
+    err = Console(stderr=True)
+    try:
+        config = _config(args, args.learner, args.seed)
+        config.validate()
+    except ValueError as exc:
+        err.print(f"[red]rtrlx train: {exc}[/red]")
+        return 2
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, TextColumn("{task.fields[info]}"), console=err) as bar:
+        task = bar.add_task(f"{config.learner} on {config.task}", total=config.steps, info="")
+
+        def show(record: dict) -> None:
+            info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
+            bar.update(task, completed=record["step"], info=info)
+
+        try:
+            result = train(config, out=args.out, resume=args.resume, on_chunk=show)
+        except (TrainingError, ValueError) as exc:
+            err.print(f"[red]rtrlx train: {exc}[/red]")
+            return 1
+    if result["interrupted"]:
+        err.print(f"interrupted at step {result['steps']}; checkpoint saved in {args.out}")
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import os
+    import statistics
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from .train import TrainingError, train
+
+    err = Console(stderr=True)
+    try:
+        configs = [
+            _config(args, learner, args.seed + s)
+            for learner in args.learners
+            for s in range(args.seeds)
+        ]
+        for config in configs[:: args.seeds]:
+            config.validate()
+    except ValueError as exc:
+        err.print(f"[red]rtrlx compare: {exc}[/red]")
+        return 2
+    out = args.out or "runs/compare"
+    os.makedirs(out, exist_ok=True)
+    results = []
+    curves: dict[str, list[list[dict]]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=err) as bar:
+        overall = bar.add_task("compare", total=len(configs), info="")
+        for config in configs:
+            run_dir = os.path.join(out, f"{config.learner.replace(':', '-')}-seed{config.seed}")
+            task = bar.add_task(
+                f"{config.learner} seed {config.seed}", total=config.steps, info=""
+            )
+            records: list[dict] = []
+
+            def show(record: dict, task=task, records=records) -> None:
+                records.append(record)
+                info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
+                bar.update(task, completed=record["step"], info=info)
+
+            try:
+                result = train(config, out=run_dir, on_chunk=show)
+            except TrainingError as exc:
+                err.print(f"[red]{exc}[/red]")
+                result = {
+                    "learner": config.learner,
+                    "seed": config.seed,
+                    "task": config.task,
+                    "metric": None,
+                    "value": None,
+                    "steps": None,
+                    "steps_per_second": None,
+                    "state_mb": None,
+                    "error": str(exc),
+                }
+            bar.remove_task(task)
+            bar.advance(overall)
+            results.append(result)
+            curves.setdefault(config.learner, []).append(records)
+            if result.get("interrupted"):
+                err.print("interrupted: writing the results so far")
+                break
+    summary = [
+        {
+            k: r.get(k)
+            for k in (
+                "learner",
+                "seed",
+                "task",
+                "metric",
+                "value",
+                "steps",
+                "steps_per_second",
+                "state_mb",
+                "error",
+            )
+        }
+        for r in results
+    ]
+    with open(os.path.join(out, "summary.json"), "w") as fh:
+        json.dump(
+            {"config": vars(args) | {"out": out}, "results": summary}, fh, indent=2, default=str
+        )
+    metric = next((r["metric"] for r in results if r.get("metric")), "metric")
+    table = Table(
+        title=f"{args.task}, {args.cell} n={args.hidden}, {args.steps} steps, "
+        f"batch {args.batch}, {args.seeds} seed(s)"
+    )
+    for col in ("learner", f"{metric} (mean ± sd)", "per seed", "steps/s", "state MB"):
+        table.add_column(col, justify="left" if col == "learner" else "right")
+    for learner in args.learners:
+        mine = [r for r in results if r["learner"] == learner]
+        values = [r["value"] for r in mine if r.get("value") is not None]
+        speed = [r["steps_per_second"] for r in mine if r.get("steps_per_second")]
+        mem = [r["state_mb"] for r in mine if r.get("state_mb") is not None]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        table.add_row(
+            learner,
+            f"{statistics.mean(values):.4g} ± {spread:.2g}" if values else "failed",
+            ", ".join(f"{v:.3g}" for v in values),
+            f"{statistics.median(speed):.0f}" if speed else "-",
+            f"{mem[0]:.2f}" if mem else "-",
+        )
+    _stdout_console().print(table)
+    _plot_curves(curves, metric, os.path.join(out, "curves.png"), title=str(table.title or ""))
+    err.print(f"summary: {os.path.join(out, 'summary.json')}, curves: {out}/curves.png")
+    return 0
+
+
+def _plot_curves(curves: dict, metric: str, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for learner, runs in curves.items():
+        for i, records in enumerate(runs):
+            pts = [(r["step"], r.get(metric)) for r in records if r.get(metric) is not None]
+            if pts:
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    color=f"C{list(curves).index(learner)}",
+                    alpha=0.8,
+                    label=learner if i == 0 else None,
+                )
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -355,6 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(args)
     if args.command == "noise":
         return _noise(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "compare":
+        return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 
