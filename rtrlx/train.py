@@ -105,6 +105,11 @@ class TrainConfig:
             )
 
 
+def _float() -> Any:
+    """The default float dtype (float64 when x64 is enabled)."""
+    return jnp.zeros(()).dtype
+
+
 def _tbptt_k(spec: str) -> int | None:
     name, _, arg = spec.partition(":")
     return int(arg) if name == "tbptt" and arg else None
@@ -165,29 +170,34 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         task_params, jax.random.split(k_task, config.batch)
     )
     learner_state = learner.init(cell, key=k_learn, batch_size=config.batch)
-    level = jnp.asarray(task.init_level(task_params), jnp.float32)
+    level = jnp.asarray(task.init_level(task_params), _float())
     example_y = jax.eval_shape(
         lambda: task.step(task_params, level, jax.tree.map(lambda a: a[0], task_state), k_task)
     )[2]
     stats_shape = jax.eval_shape(
-        task.stats, jax.ShapeDtypeStruct((task.output_size,), jnp.float32), example_y
+        task.stats, jax.ShapeDtypeStruct((task.output_size,), _float()), example_y
     )
     running = task.init_running(task_params)
     running = jnp.zeros(stats_shape.shape) if running is None else jnp.asarray(running)
     carry = Carry(
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=_standard(optimizer.init, params),
         learner_state=_keys_to_data(learner_state),
         task_state=task_state,
         level=level,
-        running=running.astype(jnp.float32),
+        running=running.astype(_float()),
         accum=jax.tree.map(jnp.zeros_like, params),
         step=jnp.zeros((), jnp.int32),
         key=jax.random.key_data(k_loop),
-        totals=jnp.zeros(stats_shape.shape, jnp.float32),
-        loss=jnp.zeros((), jnp.float32),
+        totals=jnp.zeros(stats_shape.shape, _float()),
+        loss=jnp.zeros((), _float()),
     )
     return run, carry
+
+
+def _standard(fn: Callable, *args: Any) -> Any:
+    with jax.numpy_dtype_promotion("standard"):
+        return fn(*args)
 
 
 def _is_key(a: Any) -> bool:
@@ -221,14 +231,17 @@ def _chunk_fn(run: Run, key_like: Any) -> Callable[[Carry, int], Carry]:
             state = lax.cond(carry.step % run.period == 0, lambda: fresh, lambda: state)
         state, loss, grads = learner.step(cell, head, task.loss, state, x, y)
         out = jax.vmap(lambda h: head(cell.features(h)))(state.hidden)
-        stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(jnp.float32)
+        stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(_float())
         running = (1 - smoothing) * carry.running + smoothing * stats
         level, running = task.next_level(tparams, carry.level, running)
         accum = jax.tree.map(jnp.add, carry.accum, grads)
 
         def update(args):
             params, opt_state, accum = args
-            updates, opt_state = run.optimizer.update(accum, opt_state, params)
+            # optax mixes Python floats with int32 step counts; let that promote even when
+            # the user runs JAX with strict dtype promotion.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = run.optimizer.update(accum, opt_state, params)
             return (
                 optax.apply_updates(params, updates),
                 opt_state,
@@ -247,20 +260,22 @@ def _chunk_fn(run: Run, key_like: Any) -> Callable[[Carry, int], Carry]:
                 opt_state,
                 _keys_to_data(state),
                 task_state,
-                jnp.asarray(level, jnp.float32),
-                running.astype(jnp.float32),
+                jnp.asarray(level, _float()),
+                running.astype(_float()),
                 accum,
                 carry.step + 1,
                 jax.random.key_data(key),
                 carry.totals + stats,
-                carry.loss + loss.astype(jnp.float32),
+                carry.loss + loss.astype(_float()),
             ),
             None,
         )
 
     @eqx.filter_jit
     def chunk(carry: Carry, n: int) -> Carry:
-        carry = carry._replace(totals=jnp.zeros_like(carry.totals), loss=jnp.zeros(()))
+        carry = carry._replace(
+            totals=jnp.zeros_like(carry.totals), loss=jnp.zeros_like(carry.loss)
+        )
         carry, _ = lax.scan(one_step, carry, None, length=n)
         return carry
 

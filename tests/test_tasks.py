@@ -43,3 +43,91 @@ def test_soft_cross_entropy_ignores_unscored_steps():
         rtrlx.losses.soft_cross_entropy(logits, jnp.array([0.0, 1.0])),
         rtrlx.losses.cross_entropy(logits, jnp.array(1)),
     )
+
+
+def run_task(name, steps, streams=3, level=None, **params):
+    task, p = rtrlx.tasks.make(name, **params)
+    lvl = task.init_level(p) if level is None else jnp.asarray(float(level))
+    keys = jax.random.split(jax.random.key(0), streams)
+    state = jax.vmap(task.init, in_axes=(None, 0))(p, keys)
+
+    def body(state, key):
+        state, x, y = jax.vmap(task.step, in_axes=(None, None, 0, 0))(
+            p, lvl, state, jax.random.split(key, streams)
+        )
+        return state, (x, y)
+
+    _, (xs, ys) = jax.lax.scan(body, state, jax.random.split(jax.random.key(1), steps))
+    return task, p, np.asarray(xs), np.asarray(ys)
+
+
+def test_copy_curriculum_strings_follow_the_level():
+    _, _, xs, ys = run_task("copy-curriculum", 600, level=9)
+    for s in range(xs.shape[1]):
+        x, y = xs[:, s], ys[:, s]
+        markers = np.flatnonzero(x[:, 2])
+        assert len(markers) > 10
+        t = 0
+        for m in markers[:-1]:
+            length = m - t
+            assert 5 <= length <= 9  # max(1, T_ - U{0..4}) with T_ = 9
+            np.testing.assert_array_equal(y[m + 1 : m + 1 + length], x[t:m, :2])
+            t = m + 1 + length
+
+
+def test_copy_curriculum_level_rule():
+    task, p = rtrlx.tasks.make("copy-curriculum", threshold=0.15)
+    level = jnp.asarray(3.0)
+    good = jnp.array([0.1, 1.0, 1.0])  # 0.1 bits per recalled character
+    bad = jnp.array([0.2, 1.0, 1.0])
+    up, running = task.next_level(p, level, good)
+    assert float(up) == 4.0
+    np.testing.assert_allclose(running, task.init_running(p))  # restarts at chance
+    same, running = task.next_level(p, level, bad)
+    assert float(same) == 3.0
+    np.testing.assert_allclose(running, bad)
+
+
+def test_fixed_copy_task_layout():
+    task, p, xs, ys = run_task("copy", 2 * 15, pattern=5, delay=4, symbols=6)
+    period = task.reset_period(p)
+    assert period == 15
+    x, y = xs[:, 0], ys[:, 0]
+    for start in (0, period):
+        shown = x[start : start + 5, :6]
+        assert np.all(shown.sum(1) == 1)
+        assert not x[start + 5 : start + 9].any()  # the delay is blank
+        assert x[start + 9, 6] == 1  # the marker
+        np.testing.assert_array_equal(y[start + 10 : start + 15], shown)
+        assert not y[start : start + 10].any()
+
+
+def test_adding_task_statistics():
+    _, _, xs, ys = run_task("adding", 20 * 200, streams=4, length=20)
+    xs = xs.reshape(200, 20, 4, 2)
+    ys = ys.reshape(200, 20, 4, 2)
+    flags = xs[..., 1]
+    assert np.all(flags.sum(1) == 2)
+    assert np.all(flags[:, :10].sum(1) == 1) and np.all(flags[:, 10:].sum(1) == 1)
+    targets = (xs[..., 0] * flags).sum(1)
+    np.testing.assert_allclose(ys[:, -1, :, 0], targets, rtol=1e-6)
+    assert np.all(ys[:, :-1, :, 1] == 0) and np.all(ys[:, -1, :, 1] == 1)
+    # Predicting 1 gives the baseline MSE of 1/6.
+    assert abs(np.mean((targets - 1) ** 2) - 1 / 6) < 0.02
+
+
+def test_ptb_char_splits():
+    task, p = rtrlx.tasks.make("ptb-char")
+    sizes = [int(a.shape[0]) for a in (p.train, p.valid, p.test)]
+    assert sizes == [5_101_619, 399_782, 449_945]
+    assert int(p.train.max()) == 49 and int(p.train.min()) == 0
+    assert task.reset_period(p) == 100
+    _, _, xs, ys = run_task("ptb-char", 50)
+    np.testing.assert_array_equal(np.argmax(xs[1:], -1), ys[:-1])  # next character
+
+
+def test_make_errors_list_the_choices():
+    with pytest.raises(ValueError, match="valid tasks: copy-curriculum"):
+        rtrlx.tasks.make("nope")
+    with pytest.raises(ValueError, match="its parameters: length"):
+        rtrlx.tasks.make("adding", lenght=3)

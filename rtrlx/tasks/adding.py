@@ -58,8 +58,10 @@ class Adding(Task):
         k_v, k_1, k_2 = jax.random.split(key, 3)
         new = pos == 0
         values = jnp.where(new, jax.random.uniform(k_v, (params.length,)), values)
-        first = jnp.where(new, jax.random.randint(k_1, (), 0, half), first)
-        second = jnp.where(new, jax.random.randint(k_2, (), half, params.length), second)
+        first = jnp.where(new, jax.random.randint(k_1, (), 0, half, jnp.int32), first)
+        second = jnp.where(
+            new, jax.random.randint(k_2, (), half, params.length, jnp.int32), second
+        )
         flag = ((pos == first) | (pos == second)).astype(values.dtype)
         x = jnp.stack([values[pos], flag])
         last = (pos == params.length - 1).astype(values.dtype)

@@ -129,7 +129,9 @@ class CopyCurriculum(Task):
     def step(self, params, level, state: CopyState, key):
         k_len, k_bits = jax.random.split(key)
         done = state.pos >= 2 * state.length + 1
-        drawn = level.astype(jnp.int32) - jax.random.randint(k_len, (), 0, params.spread + 1)
+        drawn = level.astype(jnp.int32) - jax.random.randint(
+            k_len, (), 0, params.spread + 1, jnp.int32
+        )
         length = jnp.where(done, jnp.clip(drawn, 1, params.max_length), state.length)
         fresh = jax.random.bernoulli(k_bits, 0.5, (params.max_length,)).astype(jnp.int32)
         bits = jnp.where(done, fresh, state.bits)
@@ -147,7 +149,7 @@ class CopyCurriculum(Task):
     def stats(self, out, y):
         scored = jnp.sum(y)
         bits = self.loss(out, y) / LOG2
-        correct = scored * (jnp.argmax(out) == jnp.argmax(y))
+        correct = scored * (jnp.argmax(out) == jnp.argmax(y)).astype(scored.dtype)
         return jnp.stack([bits, scored, correct])
 
     def init_running(self, params):
@@ -218,7 +220,9 @@ class Copy(Task):
         period = self.reset_period(params)
         pos = pos % period
         tokens = jnp.where(
-            pos == 0, jax.random.randint(key, (params.pattern,), 0, params.symbols), tokens
+            pos == 0,
+            jax.random.randint(key, (params.pattern,), 0, params.symbols, jnp.int32),
+            tokens,
         )
         recall_at = params.pattern + params.delay + 1
         eye = jnp.eye(self.input_size)
@@ -236,7 +240,13 @@ class Copy(Task):
 
     def stats(self, out, y):
         scored = jnp.sum(y)
-        return jnp.stack([self.loss(out, y), scored, scored * (jnp.argmax(out) == jnp.argmax(y))])
+        return jnp.stack(
+            [
+                self.loss(out, y),
+                scored,
+                scored * (jnp.argmax(out) == jnp.argmax(y)).astype(scored.dtype),
+            ]
+        )
 
     def report(self, params, level, totals):
         scored = max(float(totals[1]), 1.0)

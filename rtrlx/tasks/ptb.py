@@ -72,7 +72,7 @@ class PTBChar(Task):
         return 50
 
     def init(self, params: PTBParams, key: PRNGKeyArray):
-        offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1)
+        offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1, jnp.int32)
         return offset
 
     def reset_period(self, params: PTBParams) -> int:

@@ -1,0 +1,99 @@
+"""Online training: it learns, it resumes exactly, and it refuses bad configurations."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rtrlx.train import TrainConfig, TrainingError, read_metrics, train
+
+
+def test_rtrl_raises_the_copy_curriculum_level():
+    config = TrainConfig(
+        task="copy-curriculum", cell="rhn", learner="rtrl", hidden=16, steps=3000, lr=3e-3
+    )
+    result = train(config)
+    assert result["metric"] == "T_"
+    assert result["value"] >= 3.0  # it starts at T_ = 1
+
+
+def test_resume_gives_the_same_run_as_no_interruption(tmp_path):
+    base = dict(
+        task="copy",
+        cell="gru",
+        learner="kf_rtrl",
+        hidden=6,
+        batch=3,
+        chunk=20,
+        task_params={"pattern": 3, "delay": 2},
+    )
+    whole = train(TrainConfig(steps=80, **base), out=str(tmp_path / "whole"))
+    train(TrainConfig(steps=40, **base), out=str(tmp_path / "split"))
+    again = train(TrainConfig(steps=80, **base), out=str(tmp_path / "split"), resume=True)
+    assert again["steps"] == 80
+    import equinox as eqx
+
+    from rtrlx.train import build
+
+    _, template = build(TrainConfig(steps=80, **base))
+    a = eqx.tree_deserialise_leaves(tmp_path / "whole" / "checkpoint.eqx", template)
+    b = eqx.tree_deserialise_leaves(tmp_path / "split" / "checkpoint.eqx", template)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert [r["step"] for r in read_metrics(str(tmp_path / "split"))] == [20, 40, 60, 80]
+    assert whole["metrics"]["accuracy"] == again["metrics"]["accuracy"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = TrainConfig(
+        task="adding",
+        cell="elman",
+        learner="uoro",
+        hidden=4,
+        steps=20,
+        batch=2,
+        chunk=10,
+        task_params={"length": 5},
+    )
+    train(config, out=str(tmp_path))
+    other = TrainConfig(**{**config.__dict__, "learner": "kf_rtrl", "steps": 40})
+    with pytest.raises(ValueError, match="learner: saved 'uoro', now 'kf_rtrl'"):
+        train(other, out=str(tmp_path), resume=True)
+
+
+def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
+    config = TrainConfig(
+        task="adding",
+        cell="elman",
+        learner="rtrl",
+        hidden=4,
+        steps=200,
+        batch=2,
+        chunk=50,
+        lr=1e12,
+        optimizer="sgd",
+        checkpoint_every=50,
+        task_params={"length": 5},
+    )
+    with pytest.raises(TrainingError, match=r"rtrl on adding: the loss became non-finite"):
+        train(config, out=str(tmp_path))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["learner"] == "rtrl"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task": "nope"}, "valid tasks: copy-curriculum"),
+        ({"cell": "nope"}, "valid cells: elman"),
+        ({"learner": "nope"}, "valid learners: bptt"),
+        ({"learner": "bptt"}, "cannot train online"),
+        ({"optimizer": "lion"}, "valid: adam, sgd"),
+        ({"task": "ptb-char", "learner": "tbptt:7"}, "multiple of the truncation 7"),
+        ({"steps": 0}, "steps must be >= 1"),
+    ],
+)
+def test_bad_configs_name_the_fix(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**change).validate()
