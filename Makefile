@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python >= 3.11 and make:
-#   make run    the main job (today: every learner checked against BPTT)
+#   make run    the main job: exact RTRL against its approximations on the copy curriculum
 #   make test   set up, lint, type-check and run the tests
 PYTHON ?= python3
 VENV := .venv
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded default of `make run`: a small RHN learning the copy curriculum online with
+# exact RTRL, OK, KF-RTRL, UORO, SnAp-1 and truncated BPTT (about 5 minutes on 2 cores).
+RUN_FLAGS ?= --task copy-curriculum --cell rhn --hidden 32 --steps 20000 --lr 0.003 \
+	--batch 16 --seeds 2 --learners rtrl,ok:4,kf_rtrl,uoro,snap:1,tbptt:5 --out runs/make-run
+
 run: $(STAMP)
-	$(BIN)/rtrlx check
+	$(BIN)/rtrlx compare $(RUN_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rtrlx tests
@@ -29,4 +34,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -145,3 +145,38 @@ def test_noise_tiny_study_writes_json_and_plot(tmp_path, capsys):
 def test_noise_refuses_unknown_names(capsys):
     assert main(["noise", "--learners", "ok:x"]) == 2
     assert "integer argument" in capsys.readouterr().err
+
+
+def test_train_and_compare_end_to_end(tmp_path, capsys):
+    common = ["--task", "adding", "--cell", "gru", "--hidden", "4", "--steps", "40"]
+    common += ["--batch", "2", "--chunk", "20", "--task-param", "length=10"]
+    assert main(["train", *common, "--learner", "snap:1", "--out", str(tmp_path / "t")]) == 0
+    assert json.loads(capsys.readouterr().out)["metric"] == "mse"
+    code = main(
+        ["compare", *common, "--learners", "snap:1,uoro", "--seeds", "2", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())["results"]
+    assert {(r["learner"], r["seed"]) for r in summary} == {
+        ("snap:1", 0),
+        ("snap:1", 1),
+        ("uoro", 0),
+        ("uoro", 1),
+    }
+    assert all(r["metric"] == "mse" and r["value"] is not None for r in summary)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert "mse (mean ± sd)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--task", "nope"], "valid tasks: copy-curriculum"),
+        (["train", "--learner", "bptt"], "cannot train online"),
+        (["compare", "--learners", "rtrl,nope"], "valid learners: bptt"),
+        (["train", "--task-param", "length"], "NAME=VALUE"),
+    ],
+)
+def test_train_and_compare_refuse_bad_flags(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
