@@ -352,9 +352,12 @@ def _compare(args: argparse.Namespace) -> int:
             {"config": vars(args) | {"out": out}, "results": summary}, fh, indent=2, default=str
         )
     metric = next((r["metric"] for r in results if r.get("metric")), "metric")
+    from .tasks import TASKS
+
+    own_model = hasattr(TASKS[args.task][0], "model")
+    model = "the task's own model" if own_model else f"{args.cell} n={args.hidden}"
     table = Table(
-        title=f"{args.task}, {args.cell} n={args.hidden}, {args.steps} steps, "
-        f"batch {args.batch}, {args.seeds} seed(s)"
+        title=f"{args.task}, {model}, {args.steps} steps, batch {args.batch}, {args.seeds} seed(s)"
     )
     for col in ("learner", f"{metric} (mean ± sd)", "per seed", "steps/s", "state MB"):
         table.add_column(col, justify="left" if col == "learner" else "right")
@@ -395,6 +398,9 @@ def _plot_curves(curves: dict, metric: str, path: str, title: str) -> None:
                     alpha=0.8,
                     label=learner if i == 0 else None,
                 )
+    values = [r[metric] for runs in curves.values() for rs in runs for r in rs if r.get(metric)]
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        ax.set_yscale("log")  # e.g. a loss that converges for some learners and not others
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)

@@ -155,9 +155,13 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
     learner = make_learner(config.learner)
     key = jax.random.key(config.seed)
     k_cell, k_head, k_task, k_learn, k_loop = jax.random.split(key, 5)
-    cell_cls: Any = CELLS[config.cell]
-    cell = cell_cls(task.input_size, config.hidden, key=k_cell)
-    head = eqx.nn.Linear(cell.output_size, task.output_size, key=k_head)
+    model = getattr(task, "model", None)
+    if model is not None:  # a task with its own fixed model (influence balancing)
+        cell, head = model(task_params)
+    else:
+        cell_cls: Any = CELLS[config.cell]
+        cell = cell_cls(task.input_size, config.hidden, key=k_cell)
+        head = eqx.nn.Linear(cell.output_size, task.output_size, key=k_head)
     params, static = eqx.partition((cell, head), eqx.is_inexact_array)
     if config.optimizer == "adam":
         optimizer = optax.adam(config.lr)

@@ -131,3 +131,20 @@ def test_make_errors_list_the_choices():
         rtrlx.tasks.make("nope")
     with pytest.raises(ValueError, match="its parameters: length"):
         rtrlx.tasks.make("adding", lenght=3)
+
+
+def test_influence_cell_has_the_uoro_dynamics():
+    task, p = rtrlx.tasks.make("influence-balancing", units=5, positive=2, theta=0.5)
+    cell, head = task.model(p)
+    s = jnp.arange(5.0)
+    want = 0.5 * s + 0.5 * jnp.array([1.0, 2, 3, 4, 0]) + 0.5 * jnp.array([1.0, 1, -1, -1, -1])
+    np.testing.assert_allclose(cell(s, jnp.zeros(1)), want)
+    np.testing.assert_allclose(head(cell.features(s)), [0.0])
+    # Short term, theta raises unit 0; in the long run it lowers it: the task's point.
+    state = cell.init_state()
+    first = float(cell(state, jnp.zeros(1))[0])
+    for _ in range(200):
+        state = cell(state, jnp.zeros(1))
+    assert first > 0 > float(state[0])
+    loss = task.evaluate(p, cell, head)["unroll_loss"]
+    np.testing.assert_allclose(loss, 0.5 * (float(state[0]) - 1) ** 2, rtol=1e-6)

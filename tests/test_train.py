@@ -97,3 +97,22 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
 def test_bad_configs_name_the_fix(change, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**change).validate()
+
+
+def test_influence_balancing_truncation_goes_the_wrong_way():
+    def final(learner):
+        config = TrainConfig(
+            task="influence-balancing",
+            learner=learner,
+            steps=2000,
+            batch=1,
+            lr=1e-5,
+            optimizer="sgd",
+            chunk=500,
+        )
+        return train(config)["metrics"]
+
+    start = 0.5
+    exact, truncated = final("rtrl"), final("tbptt:1")
+    assert exact["theta"] < start and truncated["theta"] > start
+    assert exact["unroll_loss"] < truncated["unroll_loss"]

@@ -15,6 +15,9 @@ from .copy import CopyCurriculum as CopyCurriculum
 from .copy import CopyCurriculumParams as CopyCurriculumParams
 from .copy import CopyParams as CopyParams
 from .copy import copy_stream as copy_stream
+from .influence import InfluenceBalancing as InfluenceBalancing
+from .influence import InfluenceCell as InfluenceCell
+from .influence import InfluenceParams as InfluenceParams
 from .ptb import PTBChar as PTBChar
 from .ptb import PTBParams as PTBParams
 
@@ -24,6 +27,7 @@ TASKS: dict[str, tuple[type[Task], type]] = {
     "copy": (Copy, CopyParams),
     "adding": (Adding, AddingParams),
     "ptb-char": (PTBChar, PTBParams),
+    "influence-balancing": (InfluenceBalancing, InfluenceParams),
 }
 
 
