@@ -116,3 +116,28 @@ def test_influence_balancing_truncation_goes_the_wrong_way():
     exact, truncated = final("rtrl"), final("tbptt:1")
     assert exact["theta"] < start and truncated["theta"] > start
     assert exact["unroll_loss"] < truncated["unroll_loss"]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    config = TrainConfig(
+        task="adding",
+        cell="gru",
+        learner="snap:1",
+        hidden=4,
+        steps=100,
+        batch=2,
+        chunk=20,
+        task_params={"length": 10},
+    )
+
+    def interrupt(record):
+        if record["step"] == 40:
+            raise KeyboardInterrupt
+
+    stopped = train(config, out=str(tmp_path / "a"), on_chunk=interrupt)
+    assert stopped["interrupted"] and stopped["steps"] == 40
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["interrupted"]
+    resumed = train(config, out=str(tmp_path / "a"), resume=True)
+    whole = train(config, out=str(tmp_path / "b"))
+    assert resumed["steps"] == 100
+    assert resumed["metrics"]["mse"] == whole["metrics"]["mse"]
