@@ -141,9 +141,10 @@ def ok(rank: int = 1) -> Learner:
     Like :func:`kf_rtrl`, but the influence of each weight matrix ``[W, b]`` is a sum of
     ``rank`` Kronecker products. Each step the ``rank`` propagated products and the new
     immediate product are reduced back to ``rank`` with the minimum-variance unbiased
-    reduction of Benzing et al. (:func:`ok_reduce`: two thin QRs and an SVD of a
-    ``(rank+1)``-square core). Variance falls as the rank grows; with a rank at least the
-    number of columns of ``[W, b]`` nothing is dropped and ``ok`` equals exact RTRL.
+    reduction of Benzing et al. (:func:`ok_reduce`: the paper's QR and SVD done as two
+    eigendecompositions of ``(rank+1)``-square Gram matrices). Variance falls as the rank
+    grows; with a rank at least the number of columns of ``[W, b]`` nothing is dropped and
+    ``ok`` equals exact RTRL.
     Memory is O(rank · n^2) per stream.
 
     Args:

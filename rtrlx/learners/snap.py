@@ -64,18 +64,11 @@ def _layout(cell: AbstractCell, order: int, name: str) -> _Layout:
     return _Layout(perm, int(counts[0]), neighbours, valid)
 
 
-def sparse_rtrl(order: int, name: str, require_diagonal: bool) -> Learner:
-    """The learner behind ``snap(order)`` and ``diag_rtrl()``."""
+def sparse_rtrl(order: int, name: str) -> Learner:
+    """The learner behind ``snap(2)`` (SnAp-1 uses the element-wise core instead)."""
 
     def layout(cell: AbstractCell) -> _Layout:
         check_cell(cell, name)
-        if require_diagonal and not cell.diagonal:
-            raise UnsupportedCellError(
-                f"{name}: {type(cell).__name__} has a dense recurrence (cell.diagonal is "
-                "False), so element-wise RTRL would not be exact on it. Use rtrlx.snap(1) for "
-                "the element-wise approximation, or rtrlx.rtrl() for the exact gradient. "
-                "diag_rtrl() is exact on LRU, RTU and ELSTM."
-            )
         return _layout(cell, order, name)
 
     def init(cell, *, key=None, batch_size=None):
@@ -176,4 +169,4 @@ def snap(n: int = 1) -> Learner:
         raise ValueError(f"snap(n): n must be 1 or 2, got {n!r}.")
     if n == 1:
         return elementwise_rtrl("snap:1", require_diagonal=False)
-    return sparse_rtrl(n, f"snap:{n}", require_diagonal=False)
+    return sparse_rtrl(n, f"snap:{n}")
