@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The embedded default of `make run`: a small RHN learning the copy curriculum online with
-# exact RTRL, OK, KF-RTRL, UORO, SnAp-1 and truncated BPTT (about 5 minutes on 2 cores).
+# exact RTRL, OK, KF-RTRL, UORO, SnAp-1 and truncated BPTT (about 2 minutes on 2 cores).
 RUN_FLAGS ?= --task copy-curriculum --cell rhn --hidden 32 --steps 20000 --lr 0.003 \
 	--batch 16 --seeds 2 --learners rtrl,ok:4,kf_rtrl,uoro,snap:1,tbptt:5 --out runs/make-run
 
