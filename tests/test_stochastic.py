@@ -30,8 +30,12 @@ def exact_grads(cell, head, xs, ys):
     return flat(rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys)[1][0])
 
 
-@pytest.mark.parametrize("cell_name", ["elman", "rhn"])
-@pytest.mark.parametrize("spec", ["uoro", "kf_rtrl", "ok:2"])
+@pytest.mark.parametrize(
+    ("spec", "cell_name"),
+    [(spec, cell) for spec in ("uoro", "kf_rtrl", "ok:2") for cell in ("elman", "rhn")]
+    # two Kronecker factors (GRU), an (h, c) state (LSTM), a complex diagonal cell (LRU)
+    + [("kf_rtrl", "gru"), ("ok:2", "lstm"), ("uoro", "lru")],
+)
 def test_unbiased(spec, cell_name):
     cell, head, xs, ys = make_problem(cell_name)
     exact = exact_grads(cell, head, xs, ys)
