@@ -1,0 +1,3 @@
+"""Models built from cells: deep stacks of independent recurrent modules."""
+
+from .deep import DeepRecurrent as DeepRecurrent

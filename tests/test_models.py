@@ -1,0 +1,61 @@
+"""DeepRecurrent: a stack of diagonal recurrent blocks that every any-cell learner accepts."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import flat, perturb
+
+import rtrlx
+
+
+def stack(cell, layers=2, batch=None):
+    k = jax.random.split(jax.random.key(4), 5)
+    model = perturb(rtrlx.models.DeepRecurrent(3, 4, layers=layers, cell=cell, key=k[0]), k[1])
+    head = perturb(eqx.nn.Linear(4, 2, key=k[2]), k[3])
+    lead = (20,) if batch is None else (20, batch)
+    xs = jax.random.normal(k[4], (*lead, 3))
+    ys = jax.random.normal(jax.random.fold_in(k[4], 1), (*lead, 2))
+    return model, head, xs, ys
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+@pytest.mark.parametrize("cell", ["lru", "rtu"])
+def test_rtrl_on_the_stack_equals_bptt(cell, batch):
+    model, head, xs, ys = stack(cell, batch=batch)
+    _, ref = rtrlx.sequence_grads(rtrlx.bptt(), model, head, rtrlx.losses.mse, xs, ys)
+    _, got = rtrlx.sequence_grads(rtrlx.rtrl(), model, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-7, atol=1e-12)
+
+
+def test_stack_layout_and_residual():
+    model, _, xs, _ = stack("lru", layers=3)
+    state = model(model.init_state(), xs[0])
+    assert len(state) == 4 and state[-1].shape == (4,)
+    assert model.features(state).shape == (model.output_size,)
+    # With every GLU silenced, each block passes its input through: the top is the encoder.
+    quiet = eqx.tree_at(
+        lambda m: [g.weight for g in m.glus] + [g.bias for g in m.glus],
+        model,
+        [jnp.zeros_like(g.weight) for g in model.glus]
+        + [jnp.zeros_like(g.bias) for g in model.glus],
+    )
+    np.testing.assert_allclose(
+        quiet.features(quiet(quiet.init_state(), xs[0])), model.encoder(xs[0]), rtol=1e-12
+    )
+
+
+def test_element_wise_learners_refuse_the_stack():
+    model, head, xs, ys = stack("lru")
+    with pytest.raises(rtrlx.UnsupportedCellError, match="snap"):
+        rtrlx.diag_rtrl().init(model)
+    with pytest.raises(rtrlx.UnsupportedCellError, match="not unit-local"):
+        rtrlx.sequence_grads(rtrlx.snap(1), model, head, rtrlx.losses.mse, xs, ys)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="layers must be >= 1"):
+        rtrlx.models.DeepRecurrent(3, 4, layers=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="'lru' or 'rtu'"):
+        rtrlx.models.DeepRecurrent(3, 4, cell="gru", key=jax.random.key(0))
