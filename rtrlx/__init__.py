@@ -16,6 +16,7 @@ from .learners import bptt as bptt
 from .learners import diag_rtrl as diag_rtrl
 from .learners import kf_rtrl as kf_rtrl
 from .learners import ok as ok
+from .learners import online_deep as online_deep
 from .learners import rflo as rflo
 from .learners import rtrl as rtrl
 from .learners import snap as snap

@@ -59,3 +59,54 @@ def test_bad_arguments():
         rtrlx.models.DeepRecurrent(3, 4, layers=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="'lru' or 'rtu'"):
         rtrlx.models.DeepRecurrent(3, 4, cell="gru", key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+@pytest.mark.parametrize("cell", ["lru", "rtu"])
+def test_online_deep_with_one_block_equals_bptt(cell, batch):
+    model, head, xs, ys = stack(cell, layers=1, batch=batch)
+    learner = rtrlx.online_deep()
+    assert learner.exact_on(model)
+    _, ref = rtrlx.sequence_grads(rtrlx.bptt(), model, head, rtrlx.losses.mse, xs, ys)
+    _, got = rtrlx.sequence_grads(learner, model, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lru", "rtu"])
+def test_online_deep_on_several_blocks_is_a_close_approximation(cell):
+    """On the copy task at initialisation, as the issue asks: cosine with BPTT > 0.9."""
+    from rtrlx.tasks import copy_stream
+
+    k = jax.random.split(jax.random.key(5), 3)
+    model = rtrlx.models.DeepRecurrent(3, 8, layers=3, cell=cell, key=k[0])
+    head = eqx.nn.Linear(8, 2, key=k[1])
+    xs, ys = copy_stream(k[2], 40, max_length=8)
+    loss_fn = rtrlx.losses.soft_cross_entropy
+    learner = rtrlx.online_deep()
+    assert not learner.exact_on(model)
+    _, ref = rtrlx.sequence_grads(rtrlx.bptt(), model, head, loss_fn, xs, ys)
+    _, got = rtrlx.sequence_grads(learner, model, head, loss_fn, xs, ys)
+    a, b = flat(got), flat(ref)
+    cosine = float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+    assert 0.9 < cosine < 1 - 1e-9, cosine  # close, and not exact
+
+
+def test_online_deep_streams_with_a_fixed_state():
+    model, head, xs, ys = stack("lru", layers=2, batch=2)
+    learner = rtrlx.online_deep()
+    step = eqx.filter_jit(learner.step)
+    state = learner.init(model, batch_size=2)
+    shapes = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+    total = None
+    for t in range(xs.shape[0]):
+        state, _, grads = step(model, head, rtrlx.losses.mse, state, xs[t], ys[t])
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), state) == shapes
+        total = grads if total is None else jax.tree.map(jnp.add, total, grads)
+    _, whole = rtrlx.sequence_grads(learner, model, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(total), flat(whole), rtol=1e-9, atol=1e-12)
+
+
+def test_online_deep_refuses_other_cells():
+    cell = rtrlx.cells.LRU(3, 4, key=jax.random.key(0))
+    with pytest.raises(rtrlx.UnsupportedCellError, match=r"DeepRecurrent.*diag_rtrl"):
+        rtrlx.online_deep().init(cell)

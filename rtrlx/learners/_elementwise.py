@@ -56,6 +56,29 @@ def expand_units(values: Array, units: np.ndarray) -> Array:
     return values[..., units]
 
 
+def carry_traces(blocks: Array, traces: PyTree[Array], param_units: PyTree) -> PyTree[Array]:
+    """``sum_b J_h[a, b, unit] * trace[b]`` for every trace: the past carried one step.
+
+    Written as explicit element-wise products over the ``S`` rows: the same mix as
+    ``jnp.sum(blocks * trace[None], axis=1)`` ran 15x slower under XLA:CPU.
+
+    Args:
+        blocks: ``(S, S, n)`` unit blocks of the state Jacobian.
+        traces: arrays ``(S, *W.shape)``.
+        param_units: the unit of every entry of each ``W`` (``param_units()``).
+
+    Returns:
+        Arrays shaped like ``traces``.
+    """
+    s = blocks.shape[0]
+
+    def carry(trace, units):
+        mix = expand_units(blocks, np.asarray(units))  # (S, S, *W.shape)
+        return jnp.stack([sum(mix[a, b] * trace[b] for b in range(s)) for a in range(s)])
+
+    return jax.tree.map(carry, traces, param_units)
+
+
 def _unit_blocks(cell: AbstractCell, params: Any, static: Any, units: Array, x: Array):
     """New unit view, ``J_theta`` rows (pytree, leading ``S``) and ``J_h`` blocks ``(S, S, n)``.
 
@@ -116,15 +139,10 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
 
         def advance(hidden, trace, x):
             units = state_to_units(hidden)
-            s = units.shape[0]
             new_units, j_theta, blocks = _unit_blocks(cell, params, static, units, x)
 
-            def update(tr, jt, pu):
-                mix = expand_units(blocks, pu)  # (S, S, *W.shape)
-                rows = [sum(mix[a, b] * tr[b] for b in range(s)) for a in range(s)]
-                return jnp.stack(rows) + jt
-
-            trace = jax.tree.map(update, trace, j_theta, param_units)
+            carried = carry_traces(blocks, trace, param_units)
+            trace = jax.tree.map(jnp.add, carried, j_theta)
             return units_to_state(new_units, hidden), trace
 
         advance_all = jax.vmap(advance) if batched else advance

@@ -7,6 +7,7 @@ from .bptt import bptt
 from .diag_rtrl import diag_rtrl
 from .kf_rtrl import kf_rtrl
 from .ok import ok
+from .online_deep import online_deep
 from .rflo import rflo
 from .rtrl import rtrl
 from .snap import snap
@@ -24,6 +25,7 @@ LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
     "kf_rtrl": (kf_rtrl, None),
     "ok": (ok, "rank, the number of Kronecker products kept"),
     "rflo": (rflo, None),
+    "online_deep": (online_deep, None),
 }
 
 
