@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ._errors import RtrlxError
+from ._errors import RtrlxError, UnsupportedCellError
 from .cells import CELLS
 from .learners import make as make_learner
 from .learners._registry import valid_names
@@ -95,6 +95,13 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
         task, params = make_task(self.task, **self.task_params)
+        if getattr(task, "model", None) is None:
+            cell_cls: Any = CELLS[self.cell]
+            cell = cell_cls(task.input_size, self.hidden, key=jax.random.key(0))
+            try:
+                jax.eval_shape(lambda: learner.init(cell, batch_size=self.batch))
+            except UnsupportedCellError as err:
+                raise ValueError(str(err)) from None
         period = task.reset_period(params)
         k = _tbptt_k(self.learner)
         if period is not None and k is not None and period % k:

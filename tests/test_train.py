@@ -92,6 +92,7 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
         ({"optimizer": "lion"}, "valid: adam, sgd"),
         ({"task": "ptb-char", "learner": "tbptt:7"}, "multiple of the truncation 7"),
         ({"steps": 0}, "steps must be >= 1"),
+        ({"learner": "kf_rtrl", "cell": "lru"}, r"W @ \[h; x\]"),
     ],
 )
 def test_bad_configs_name_the_fix(change, message):
