@@ -20,6 +20,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _check_names(learners: Sequence[str], cells: Sequence[str] = ()) -> None:
+    """Raise ``ValueError`` listing the valid choices for an unknown learner or cell."""
+    from .cells import CELLS
+    from .learners import make
+
+    for name in learners:
+        make(name)
+    for name in cells:
+        if name not in CELLS:
+            raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}.")
+
+
 def _stdout_console():
     """A rich console for results: the terminal's width, or 160 columns when piped."""
     from rich.console import Console
@@ -420,12 +432,10 @@ def _check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .check import EXACT_RTOL, run_check
-    from .learners import make
 
     err = Console(stderr=True)
     try:
-        for name in args.learners:
-            make(name)
+        _check_names(args.learners, args.cells)
     except ValueError as exc:
         err.print(f"[red]rtrlx check: {exc}[/red]")
         return 2
@@ -493,15 +503,10 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .bench import time_per_step
-    from .cells import CELLS
-    from .learners import make
 
     err = Console(stderr=True)
     try:
-        for name in args.learners:
-            make(name)
-        if args.cell not in CELLS:
-            raise ValueError(f"unknown cell {args.cell!r}; valid cells: {', '.join(CELLS)}.")
+        _check_names(args.learners, [args.cell])
     except ValueError as exc:
         err.print(f"[red]rtrlx bench: {exc}[/red]")
         return 2
@@ -566,16 +571,10 @@ def _noise(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .bench.noise import noise_study, plot_noise
-    from .cells import CELLS
-    from .learners import make
 
     err = Console(stderr=True)
     try:
-        for name in args.learners:
-            make(name)
-        for name in args.cells:
-            if name not in CELLS:
-                raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}.")
+        _check_names(args.learners, args.cells)
     except ValueError as exc:
         err.print(f"[red]rtrlx noise: {exc}[/red]")
         return 2
