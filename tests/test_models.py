@@ -61,15 +61,77 @@ def test_bad_arguments():
         rtrlx.models.DeepRecurrent(3, 4, cell="gru", key=jax.random.key(0))
 
 
+def streaming(learner):
+    """The learner without its whole-sequence path: sequence_grads scans its ``step``."""
+    return learner._replace(sequence=None)
+
+
+@pytest.mark.parametrize("path", ["stream", "scan"])
 @pytest.mark.parametrize("batch", [None, 2])
 @pytest.mark.parametrize("cell", ["lru", "rtu"])
-def test_online_deep_with_one_block_equals_bptt(cell, batch):
+def test_online_deep_with_one_block_equals_bptt(cell, batch, path):
     model, head, xs, ys = stack(cell, layers=1, batch=batch)
-    learner = rtrlx.online_deep()
+    learner = rtrlx.online_deep(chunk=8)
     assert learner.exact_on(model)
+    if path == "stream":
+        learner = streaming(learner)
     _, ref = rtrlx.sequence_grads(rtrlx.bptt(), model, head, rtrlx.losses.mse, xs, ys)
     _, got = rtrlx.sequence_grads(learner, model, head, rtrlx.losses.mse, xs, ys)
     np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("approx", rtrlx.learners.online_deep_approximations)
+@pytest.mark.parametrize("cell", ["lru", "rtu"])
+def test_online_deep_paths_agree(cell, approx):
+    """Streaming steps and the associative-scan path, with chunks that do not divide T."""
+    model, head, xs, ys = stack(cell, layers=3, batch=2)
+    learner = rtrlx.online_deep(approx, chunk=6)
+    loss_s, by_scan = rtrlx.sequence_grads(learner, model, head, rtrlx.losses.mse, xs, ys)
+    loss_t, by_step = rtrlx.sequence_grads(
+        streaming(learner), model, head, rtrlx.losses.mse, xs, ys
+    )
+    np.testing.assert_allclose(loss_s, loss_t, rtol=1e-12)
+    np.testing.assert_allclose(flat(by_scan), flat(by_step), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell", ["lru", "rtu"])
+def test_online_deep_ablations(cell):
+    """Each ablation drops exactly the part of the gradient it claims to drop."""
+    model, head, xs, ys = stack(cell, layers=2)
+    grads = {
+        a: rtrlx.sequence_grads(rtrlx.online_deep(a), model, head, rtrlx.losses.mse, xs, ys)[1]
+        for a in rtrlx.learners.online_deep_approximations
+    }
+    _, tbptt1 = rtrlx.sequence_grads(rtrlx.tbptt(1), model, head, rtrlx.losses.mse, xs, ys)
+    close = dict(rtol=1e-9, atol=1e-13)
+    # truncated: the gradient through the current step only, i.e. one-step truncated BPTT.
+    np.testing.assert_allclose(flat(grads["truncated"]), flat(tbptt1), **close)
+    full, snap1, trunc, spatial = (grads[a][0] for a in ("full", "snap1", "truncated", "spatial"))
+    # snap1: the cells' traces of "full", the encoder's spatial gradient of "truncated".
+    np.testing.assert_allclose(flat(snap1.cells), flat(full.cells), **close)
+    np.testing.assert_allclose(flat(snap1.encoder), flat(trunc.encoder), **close)
+    assert not np.allclose(flat(full.encoder), flat(trunc.encoder))
+    assert not np.allclose(flat(full.cells), flat(trunc.cells))
+    # spatial: the eigenvalues' term of the recurrence carries no gradient.
+    for s, t in zip(spatial.cells, trunc.cells, strict=True):
+        assert not np.allclose(s.theta_log, t.theta_log)
+        np.testing.assert_array_equal(s.theta_log, 0.0)
+        if cell == "lru":  # its input gain is its own parameter, so all of it is dropped
+            np.testing.assert_array_equal(s.nu_log, 0.0)
+            np.testing.assert_allclose(s.b_re, t.b_re, **close)
+            np.testing.assert_allclose(s.gamma_log, t.gamma_log, **close)
+    np.testing.assert_allclose(flat(spatial.glus), flat(trunc.glus), **close)
+
+
+def test_online_deep_names_and_bad_arguments():
+    assert rtrlx.learners.make("online_deep").name == "online_deep"
+    assert rtrlx.learners.make("online_deep:spatial").name == "online_deep:spatial"
+    with pytest.raises(ValueError, match="approx must be one of full, snap1"):
+        rtrlx.learners.make("online_deep:bogus")
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        rtrlx.online_deep(chunk=0)
+    model, _, _, _ = stack("lru", layers=1)
+    assert not rtrlx.online_deep("snap1").exact_on(model)
 
 
 @pytest.mark.parametrize("cell", ["lru", "rtu"])

@@ -11,6 +11,7 @@ from .kf_rtrl import kf_rtrl as kf_rtrl
 from .ok import ok as ok
 from .online_deep import OnlineDeepState as OnlineDeepState
 from .online_deep import online_deep as online_deep
+from .online_deep import online_deep_approximations as online_deep_approximations
 from .rflo import RFLOState as RFLOState
 from .rflo import rflo as rflo
 from .rflo import rflo_feedback as rflo_feedback

@@ -25,13 +25,21 @@ LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
     "kf_rtrl": (kf_rtrl, None),
     "ok": (ok, "rank, the number of Kronecker products kept"),
     "rflo": (rflo, None),
-    "online_deep": (online_deep, None),
+    "online_deep": (online_deep, "approx: full, snap1, truncated or spatial"),
 }
 
 
 def valid_names() -> str:
     """The accepted spellings, for error messages."""
-    return ", ".join(f"{k}:<{v.split(',')[0]}>" if v else k for k, (_, v) in LEARNERS.items())
+
+    def spell(name: str, takes: str | None) -> str:
+        if takes is None:
+            return name
+        if name == "online_deep":  # its argument is optional
+            return f"{name}[:<{takes.split(':')[0]}>]"
+        return f"{name}:<{takes.split(',')[0]}>"
+
+    return ", ".join(spell(k, v) for k, (_, v) in LEARNERS.items())
 
 
 def make(spec: str) -> Learner:
@@ -58,6 +66,8 @@ def make(spec: str) -> Learner:
         if arg:
             raise ValueError(f"learner {name!r} takes no argument, got {spec!r}.")
         return factory()
+    if name == "online_deep":
+        return factory(arg or "full")
     if not arg:
         arg = "1" if name == "snap" else ""
     try:

@@ -6,13 +6,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, PyTree
 
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import state_to_units, units_to_state
-from ._base import Learner, batch_init, batch_mean, is_batched, map_batch
+from ._base import Learner, LossFn, batch_init, batch_mean, is_batched, map_batch
 from ._elementwise import _unit_blocks, carry_traces, expand_units
+
+#: The approximations ``online_deep`` offers, from the most to the least complete.
+online_deep_approximations = ("full", "snap1", "truncated", "spatial")
+APPROXIMATIONS = online_deep_approximations
 
 
 class OnlineDeepState(NamedTuple):
@@ -20,10 +25,10 @@ class OnlineDeepState(NamedTuple):
 
     hidden: State  # the stack's state: every block's state, then the top output
     # Per block: for each array W of the block's recurrent cell, (S, *W.shape):
-    # d h^l_t[a, unit(i)] / d W[i] (element-wise, as in diag_rtrl).
+    # d h^l_t[a, unit(i)] / d W[i] (element-wise, as in diag_rtrl). Empty without traces.
     traces: tuple[PyTree[Array], ...]
     # For each array of the encoder, (S, n, *W.shape): d h^1_t[a, u] / d W, dense (the
-    # encoder drives every unit of the first block).
+    # encoder drives every unit of the first block). Empty unless approx == "full".
     encoder_trace: PyTree[Array]
 
 
@@ -38,14 +43,123 @@ def _check(model: Any) -> Any:
     return model
 
 
-def _carry_dense(blocks: Array, trace: Array) -> Array:
-    """``sum_b blocks[a, b, u] * trace[b, u, ...]`` for a dense trace ``(S, n, ...)``."""
-    s = blocks.shape[0]
-    mix = blocks.reshape(s, s, blocks.shape[-1], *(1,) * (trace.ndim - 2))
-    return jnp.stack([sum(mix[a, b] * trace[b] for b in range(s)) for a in range(s)])
+def _encoder_units(encoder: Any, n: int) -> PyTree[np.ndarray]:
+    """Unit indices for the dense encoder trace: its axis 1 (after ``S``) is block 1's unit."""
+    params = eqx.filter(encoder, eqx.is_inexact_array)
+    return jax.tree.map(
+        lambda w: np.broadcast_to(np.arange(n).reshape(n, *(1,) * w.ndim), (n, *w.shape)),
+        params,
+    )
 
 
-def online_deep() -> Learner:
+def _contract(delta: Array, trace: Array, units: np.ndarray) -> Array:
+    """``sum_a delta[a, unit(i)] * trace[a, i]``: a trace read out by a layer's error."""
+    return jnp.sum(expand_units(delta, units) * trace, axis=0)
+
+
+def _local(model: Any, prev: tuple, x: Array, approx: str):
+    """One step's quantities, for one example, with the previous states ``prev`` given.
+
+    Returns:
+        ``(new_units, j_thetas, blocks, encoder_jac, top)``: each block's new state in the
+        unit view; for traced approximations each block's immediate parameter Jacobian
+        rows and state Jacobian blocks ``(S, S, n)``; block 1's Jacobian in the encoder's
+        parameters ``(S, n, *W.shape)`` (``"full"`` only); the top output.
+    """
+    from ..models.deep import _norm
+
+    traced = approx in ("full", "snap1")
+    u = model.encoder(x)
+    new_units, j_thetas, blocks = [], [], []
+    for cell, glu, h in zip(model.cells, model.glus, prev, strict=True):
+        z = _norm(u)
+        units = state_to_units(h)
+        if traced:
+            cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+            nu, j_theta, bl = _unit_blocks(cell, cp, cs, units, z)
+            j_thetas.append(j_theta)
+            blocks.append(bl)
+        else:
+            nu = state_to_units(cell(h, z))
+        new_units.append(nu)
+        a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
+        u = u + a * jax.nn.sigmoid(b)
+    encoder_jac = ()
+    if approx == "full":
+        cell1, h1 = model.cells[0], prev[0]
+        enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
+
+        def first_block(p):
+            return state_to_units(cell1(h1, _norm(eqx.combine(p, enc_s)(x))))
+
+        encoder_jac = jax.jacrev(first_block)(enc_p)
+    return new_units, j_thetas, blocks, encoder_jac, u
+
+
+def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, x, y):
+    """This step's loss with the previous states held fixed.
+
+    ``eps`` is added to each new block state, so its gradient is ``dL_t/dh^l_t`` through
+    the current step only.
+
+    Under ``"spatial"`` the previous state's own contribution to the new state carries no
+    gradient (``f(h, z) - f(0, z)`` is held constant: ``λ h_{t-1}`` for the LRU), as in
+    the paper's spatial-backpropagation baseline.
+    """
+    from ..models.deep import _norm
+
+    model, head = eqx.combine(params, static)
+    u = model.encoder(x)
+    for cell, glu, h, e in zip(model.cells, model.glus, prev, eps, strict=True):
+        z = _norm(u)
+        new = cell(h, z)
+        if approx == "spatial":
+            rest = cell(cell.init_state(), z)
+            new = jax.tree.map(lambda f, r: lax.stop_gradient(f - r) + r, new, rest)
+        nu = state_to_units(new) + e
+        a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
+        u = u + a * jax.nn.sigmoid(b)
+    return loss_fn(head(u), y)
+
+
+def _mix_time(blocks: Array, traces: PyTree[Array], param_units: PyTree) -> PyTree[Array]:
+    """:func:`carry_traces` with a leading time axis on ``blocks`` and ``traces``."""
+    return jax.vmap(lambda bl, tr: carry_traces(bl, tr, param_units))(blocks, traces)
+
+
+def _scan_traces(blocks: Array, j_theta: PyTree[Array], trace0: PyTree[Array], units: PyTree):
+    """Every ``trace_t = J_h,t ∘ trace_{t-1} + J_theta,t`` of a chunk by one associative scan.
+
+    Args:
+        blocks: ``(C, S, S, n)`` state-Jacobian blocks of each step.
+        j_theta: immediate Jacobians, leaves ``(C, S, *W.shape)``.
+        trace0: the trace before the chunk, leaves ``(S, *W.shape)``.
+        units: the unit of every parameter entry.
+
+    Returns:
+        The traces after each step, leaves ``(C, S, *W.shape)``.
+    """
+    first = carry_traces(blocks[0], trace0, units)
+    j_theta = jax.tree.map(lambda j, f: j.at[0].add(f), j_theta, first)
+
+    def combine(earlier, later):
+        a_i, b_i = earlier
+        a_j, b_j = later
+        s = a_i.shape[1]
+        # Per unit, the S x S product a_j @ a_i, written out (S is 1 or 2).
+        rows = [
+            jnp.stack([sum(a_j[:, r, k] * a_i[:, k, c] for k in range(s)) for c in range(s)], 1)
+            for r in range(s)
+        ]
+        a = jnp.stack(rows, 1)
+        b = jax.tree.map(jnp.add, _mix_time(a_j, b_i, units), b_j)
+        return a, b
+
+    _, traces = lax.associative_scan(combine, (blocks, j_theta))
+    return traces
+
+
+def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
     """Online learning of a deep stack of diagonal recurrent blocks (arXiv 2305.15947).
 
     For a :class:`rtrlx.models.DeepRecurrent` stack, each block keeps the element-wise
@@ -59,10 +173,34 @@ def online_deep() -> Learner:
     also reach the blocks above through time, and that influence is dropped: the
     approximation of the paper's online learning.
 
+    The paper's ablations are ``approx`` values:
+
+    * ``"full"``: as above (the default).
+    * ``"snap1"``: the traces of the recurrent cells only; the encoder gets its spatial
+      gradient. This is the reference code's ``online_full`` (for diagonal blocks its
+      ``online_snap1`` is the same rule), which has no encoder trace.
+    * ``"truncated"``: no traces; the gradient through the current step, the previous
+      states held fixed: one-step truncated BPTT (equal to ``tbptt(1)`` on the stack).
+    * ``"spatial"``: as ``"truncated"``, and also without the gradient of the
+      recurrence's own term ``f(h, z) - f(0, z)`` (``λ h_{t-1}`` for the LRU), so the
+      eigenvalues learn nothing: the paper's spatial-backpropagation baseline.
+
+    Two paths compute the same gradients. ``step`` streams, with memory constant in the
+    sequence length. The whole-sequence path that :func:`rtrlx.sequence_grads` uses runs
+    the stack forward, evaluates every step's local quantities and the spatial backprop for
+    ``chunk`` steps at once (vectorised over time), and computes the chunk's traces with
+    ``lax.associative_scan``; its memory grows with ``chunk``, not with the sequence.
+
+    Args:
+        approx: one of ``"full"``, ``"snap1"``, ``"truncated"``, ``"spatial"``.
+        chunk: steps per chunk of the whole-sequence path.
+
     Returns:
-        A :class:`Learner` for :class:`rtrlx.models.DeepRecurrent`; exact with one block.
+        A :class:`Learner` for :class:`rtrlx.models.DeepRecurrent`; ``"full"`` is exact with
+        one block.
 
     Raises:
+        ValueError: for an unknown ``approx`` or a ``chunk`` below 1.
         UnsupportedCellError: from ``init``/``step`` on anything but a DeepRecurrent stack.
 
     Examples:
@@ -77,6 +215,14 @@ def online_deep() -> Learner:
         Zucchet, Meier, Schug, Mujika, Sacramento. Online learning of long-range
         dependencies. NeurIPS 2023. https://arxiv.org/abs/2305.15947
     """
+    if approx not in APPROXIMATIONS:
+        raise ValueError(
+            f"online_deep: approx must be one of {', '.join(APPROXIMATIONS)}; got {approx!r}."
+        )
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"online_deep: chunk must be a positive int, got {chunk!r}.")
+    traced = approx in ("full", "snap1")
+    name = "online_deep" if approx == "full" else f"online_deep:{approx}"
 
     def init(model, *, key=None, batch_size=None):
         del key
@@ -85,102 +231,74 @@ def online_deep() -> Learner:
 
         def make():
             traces = []
-            for cell in model.cells:
+            for cell in model.cells if traced else ():
                 s = state_to_units(cell.init_state()).shape[0]
                 params = eqx.filter(cell, eqx.is_inexact_array)
                 traces.append(
                     jax.tree.map(lambda w, s=s: jnp.zeros((s, *w.shape), w.dtype), params)
                 )
-            s1 = state_to_units(model.cells[0].init_state()).shape[0]
-            enc = eqx.filter(model.encoder, eqx.is_inexact_array)
-            encoder_trace = jax.tree.map(lambda w: jnp.zeros((s1, n, *w.shape), w.dtype), enc)
+            encoder_trace = ()
+            if approx == "full":
+                s1 = state_to_units(model.cells[0].init_state()).shape[0]
+                enc = eqx.filter(model.encoder, eqx.is_inexact_array)
+                encoder_trace = jax.tree.map(lambda w: jnp.zeros((s1, n, *w.shape), w.dtype), enc)
             return OnlineDeepState(model.init_state(), tuple(traces), encoder_trace)
 
         return batch_init(model, batch_size, make)
 
+    def add_carried(model, g_model, deltas, carried, enc_carried):
+        """The spatial gradient plus each trace's past part read out by its block's error."""
+        if not traced:
+            return g_model
+        cells_g = tuple(
+            jax.tree.map(
+                lambda g, tr, pu, d=d: g + _contract(d, tr, pu), gc, c, cell.param_units()
+            )
+            for cell, gc, c, d in zip(model.cells, g_model.cells, carried, deltas, strict=True)
+        )
+        g_model = eqx.tree_at(lambda m: m.cells, g_model, cells_g)
+        if approx == "full":
+            # Block 1's error (S, n) against the dense trace (S, n, *W.shape).
+            enc_g = jax.tree.map(
+                lambda g, tr: g + jnp.tensordot(deltas[0], tr, axes=((0, 1), (0, 1))),
+                g_model.encoder,
+                enc_carried,
+            )
+            g_model = eqx.tree_at(lambda m: m.encoder, g_model, enc_g)
+        return g_model
+
     def step(model, head, loss_fn, state: OnlineDeepState, x, y):
         model = _check(model)
-        batched = is_batched(model, state.hidden, x, "online_deep")
-        from ..models.deep import _norm
-
+        batched = is_batched(model, state.hidden, x, name)
         params, static = eqx.partition((model, head), eqx.is_inexact_array)
+        enc_units = _encoder_units(model.encoder, model.hidden_size)
 
         def one(hidden, traces, encoder_trace, x, y):
             prev = hidden[:-1]
-            # 1. Each block's input this step, its new state and its Jacobian blocks.
-            u = model.encoder(x)
-            new_units, propagated, immediate = [], [], []
-            blocks_first = None
-            for cell, glu, h, trace in zip(model.cells, model.glus, prev, traces, strict=True):
-                z = _norm(u)
-                cp, cs = eqx.partition(cell, eqx.is_inexact_array)
-                units = state_to_units(h)
-                nu, j_theta, blocks = _unit_blocks(cell, cp, cs, units, z)
-                propagated.append(carry_traces(blocks, trace, cell.param_units()))
-                immediate.append(j_theta)
-                if blocks_first is None:
-                    blocks_first = blocks
-                new_units.append(nu)
-                a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
-                u = u + a * jax.nn.sigmoid(b)
-            # The encoder's past influence on block 1, carried by its dense trace.
-            first = blocks_first
-            assert first is not None  # a stack has at least one block
-            enc_prop = jax.tree.map(lambda tr: _carry_dense(first, tr), encoder_trace)
-
-            # 2. Spatial backprop: the step with the previous states fixed; eps injects into
-            # every new block state, so its gradient is dL_t/dh^l_t through this step.
-            def spatial(p, eps):
-                mdl, hd = eqx.combine(p, static)
-                u = mdl.encoder(x)
-                for cell, glu, h, e in zip(mdl.cells, mdl.glus, prev, eps, strict=True):
-                    nu = state_to_units(cell(h, _norm(u))) + e
-                    a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
-                    u = u + a * jax.nn.sigmoid(b)
-                return loss_fn(hd(u), y)
-
+            new_units, j_thetas, blocks, enc_jac, top = _local(model, prev, x, approx)
             eps = tuple(jnp.zeros_like(nu) for nu in new_units)
-            loss, (g_params, deltas) = jax.value_and_grad(spatial, argnums=(0, 1))(params, eps)
+            loss, (g_params, deltas) = jax.value_and_grad(
+                lambda p, e: _spatial_loss(static, loss_fn, approx, p, e, prev, x, y),
+                argnums=(0, 1),
+            )(params, eps)
             g_model, g_head = g_params
-
-            # 3. Add each block's carried influence: dL/dh^l · (J_h trace_{t-1}).
-            cells_g = []
-            for cell, gc, prop, delta in zip(
-                model.cells, g_model.cells, propagated, deltas, strict=True
-            ):
-                carried = jax.tree.map(
-                    lambda tr, p, delta=delta: jnp.sum(
-                        expand_units(delta, np.asarray(p)) * tr, axis=0
-                    ),
-                    prop,
-                    cell.param_units(),
+            carried = ()
+            if traced:
+                carried = tuple(
+                    carry_traces(bl, tr, cell.param_units())
+                    for bl, tr, cell in zip(blocks, traces, model.cells, strict=True)
                 )
-                cells_g.append(jax.tree.map(jnp.add, gc, carried))
-            d1 = deltas[0]
-            enc_carried = jax.tree.map(
-                lambda tr: jnp.tensordot(d1, tr, axes=((0, 1), (0, 1))), enc_prop
-            )
-            g_model = eqx.tree_at(lambda m: m.cells, g_model, tuple(cells_g))
-            g_model = eqx.tree_at(
-                lambda m: m.encoder, g_model, jax.tree.map(jnp.add, g_model.encoder, enc_carried)
-            )
-
-            # 4. New traces: carried part plus this step's immediate Jacobian.
+            enc_carried = ()
+            if approx == "full":
+                enc_carried = carry_traces(blocks[0], encoder_trace, enc_units)
+            g_model = add_carried(model, g_model, deltas, carried, enc_carried)
             new_traces = tuple(
-                jax.tree.map(jnp.add, prop, imm)
-                for prop, imm in zip(propagated, immediate, strict=True)
+                jax.tree.map(jnp.add, c, j) for c, j in zip(carried, j_thetas, strict=True)
             )
-            cell1, h1 = model.cells[0], prev[0]
-
-            def first_block(enc):
-                return state_to_units(cell1(h1, _norm(enc(x))))
-
-            enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
-            jac = jax.jacrev(lambda p: first_block(eqx.combine(p, enc_s)))(enc_p)
-            new_enc = jax.tree.map(jnp.add, enc_prop, jac)
+            new_enc = jax.tree.map(jnp.add, enc_carried, enc_jac)
             new_hidden = (
                 *(units_to_state(nu, h) for nu, h in zip(new_units, prev, strict=True)),
-                u,
+                top,
             )
             return new_hidden, new_traces, new_enc, loss, g_model, g_head
 
@@ -190,9 +308,83 @@ def online_deep() -> Learner:
         loss, g_model, g_head = batch_mean((loss, g_model, g_head), batched)
         return OnlineDeepState(hidden, traces, enc), loss, (g_model, g_head)
 
+    def sequence(model, head, loss_fn, xs, ys, *, key):
+        model = _check(model)
+        params, static = eqx.partition((model, head), eqx.is_inexact_array)
+        enc_units = _encoder_units(model.encoder, model.hidden_size)
+
+        def run_chunk(state: OnlineDeepState, xs, ys):
+            """One chunk of one example: (new state, summed loss, summed gradients)."""
+
+            def forward(h, x):
+                return model(h, x), h
+
+            last, prevs = lax.scan(forward, state.hidden, xs)
+            prevs = prevs[:-1]
+            new_units, j_thetas, blocks, enc_jac, _ = jax.vmap(
+                lambda p, x: _local(model, p, x, approx)
+            )(prevs, xs)
+
+            def total(p, eps):
+                losses = jax.vmap(
+                    lambda e, pr, x, y: _spatial_loss(static, loss_fn, approx, p, e, pr, x, y)
+                )(eps, prevs, xs, ys)
+                return jnp.sum(losses)
+
+            eps = tuple(jnp.zeros_like(nu) for nu in new_units)
+            loss, (g_params, deltas) = jax.value_and_grad(total, argnums=(0, 1))(params, eps)
+            g_model, g_head = g_params
+            traces, carried = [], []
+            for bl, j, tr0, cell in zip(
+                blocks, j_thetas, state.traces, model.cells[: len(blocks)], strict=True
+            ):
+                units = cell.param_units()
+                all_t = _scan_traces(bl, j, tr0, units)
+                traces.append(jax.tree.map(lambda a: a[-1], all_t))
+                # The carried parts summed over the chunk, each read out by its step's error.
+                carried.append(jax.tree.map(jnp.subtract, all_t, j))
+            enc_trace, enc_carried = (), ()
+            if approx == "full":
+                all_t = _scan_traces(blocks[0], enc_jac, state.encoder_trace, enc_units)
+                enc_trace = jax.tree.map(lambda a: a[-1], all_t)
+                enc_carried = jax.tree.map(jnp.subtract, all_t, enc_jac)
+            # Fold time into the S axis so one contraction sums over both.
+            fold = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), (deltas, carried))
+            deltas_f, carried_f = fold
+            enc_f = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), enc_carried)
+            g_model = add_carried(model, g_model, deltas_f, carried_f, enc_f)
+            return OnlineDeepState(last, tuple(traces), enc_trace), loss, (g_model, g_head)
+
+        def one(xs, ys):
+            t = xs.shape[0]
+            size = min(chunk, t)
+            whole, rest = divmod(t, size)
+            state = init(model)
+            zero = jax.tree.map(jnp.zeros_like, params)
+            loss = jnp.zeros((), xs.dtype)
+
+            def body(carry, xy):
+                state, loss, grads = carry
+                state, chunk_loss, g = run_chunk(state, *xy)
+                return (state, loss + chunk_loss, jax.tree.map(jnp.add, grads, g)), None
+
+            split = whole * size
+            xs_c = xs[:split].reshape(whole, size, *xs.shape[1:])
+            ys_c = ys[:split].reshape(whole, size, *ys.shape[1:])
+            (state, loss, grads), _ = lax.scan(body, (state, loss, zero), (xs_c, ys_c))
+            if rest:
+                _, chunk_loss, g = run_chunk(state, xs[split:], ys[split:])
+                loss, grads = loss + chunk_loss, jax.tree.map(jnp.add, grads, g)
+            return loss, grads
+
+        if xs.ndim == 3:
+            loss, grads = jax.vmap(one, in_axes=(1, 1))(xs, ys)
+            return batch_mean((loss, grads), True)
+        return one(xs, ys)
+
     def exact_on(model: Any) -> bool:
         from ..models.deep import DeepRecurrent
 
-        return isinstance(model, DeepRecurrent) and len(model.cells) == 1
+        return approx == "full" and isinstance(model, DeepRecurrent) and len(model.cells) == 1
 
-    return Learner(init=init, step=step, name="online_deep", exact_on=exact_on)
+    return Learner(init=init, step=step, sequence=sequence, name=name, exact_on=exact_on)
