@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--seeds", type=_positive, default=3, help="seeds per learner (3)")
         p.add_argument("--hidden", type=_positive, default=defaults.hidden, help="units (32)")
+        p.add_argument(
+            "--layers", type=_positive, default=1, help="blocks of a deep-lru/deep-rtu stack (1)"
+        )
         p.add_argument("--steps", type=_positive, default=defaults.steps, help="steps (10000)")
         p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (10^-3.5)")
         p.add_argument("--batch", type=_positive, default=defaults.batch, help="streams (16)")
@@ -225,6 +228,7 @@ def _config(args: argparse.Namespace, learner: str, seed: int):
         cell=args.cell,
         learner=learner,
         hidden=args.hidden,
+        layers=args.layers,
         steps=args.steps,
         lr=args.lr,
         batch=args.batch,
@@ -273,6 +277,8 @@ def _train(args: argparse.Namespace) -> int:
         except (TrainingError, ValueError) as exc:
             err.print(f"[red]rtrlx train: {exc}[/red]")
             return 1
+    if result["data"]:
+        err.print(f"data: {result['data']}")
     if result["interrupted"]:
         err.print(f"interrupted at step {result['steps']}; checkpoint saved in {args.out}")
     print(json.dumps(result, indent=2, default=str))

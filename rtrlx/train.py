@@ -42,9 +42,12 @@ class TrainConfig:
 
     Attributes:
         task: task name (``rtrlx.tasks.TASKS``).
-        cell: cell name (``rtrlx.cells.CELLS``).
+        cell: cell name (``rtrlx.cells.CELLS``), or ``deep-lru`` / ``deep-rtu`` for a
+            :class:`rtrlx.models.DeepRecurrent` stack of ``layers`` blocks (``hidden`` is
+            its ``d_model``).
         learner: learner name (``rtrlx.learners.make``), e.g. ``"ok:4"``.
         hidden: units in the cell.
+        layers: blocks of a ``deep-*`` stack (1 for every other cell).
         steps: time steps per stream.
         lr: learning rate.
         batch: independent streams.
@@ -62,6 +65,7 @@ class TrainConfig:
     cell: str = "rhn"
     learner: str = "rtrl"
     hidden: int = 32
+    layers: int = 1
     steps: int = 10_000
     lr: float = 10**-3.5
     batch: int = 16
@@ -77,8 +81,15 @@ class TrainConfig:
         """Raise ``ValueError`` naming the bad field and the valid choices."""
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}.")
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}; valid cells: {', '.join(CELLS)}.")
+        if self.cell not in CELLS and self.cell not in DEEP_CELLS:
+            raise ValueError(
+                f"unknown cell {self.cell!r}; valid cells: {', '.join([*CELLS, *DEEP_CELLS])}."
+            )
+        if self.layers != 1 and self.cell not in DEEP_CELLS:
+            raise ValueError(
+                f"layers={self.layers} needs a stack: use --cell deep-lru or deep-rtu (the "
+                f"cell {self.cell!r} is a single layer)."
+            )
         learner = make_learner(self.learner)  # raises with the valid names
         if not learner.online:
             raise ValueError(
@@ -89,15 +100,16 @@ class TrainConfig:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}."
             )
-        for name in ("hidden", "steps", "batch", "update_every", "chunk"):
+        for name in ("hidden", "layers", "steps", "batch", "update_every", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
         task, params = make_task(self.task, **self.task_params)
         if getattr(task, "model", None) is None:
-            cell_cls: Any = CELLS[self.cell]
-            cell = cell_cls(task.input_size, self.hidden, key=jax.random.key(0))
+            cell = make_cell(
+                self.cell, task.input_size, self.hidden, self.layers, jax.random.key(0)
+            )
             try:
                 jax.eval_shape(lambda: learner.init(cell, batch_size=self.batch))
             except UnsupportedCellError as err:
@@ -110,6 +122,20 @@ class TrainConfig:
                 f"must be a multiple of the truncation {k} (a reset inside a window would cut "
                 f"it wrongly); pick k dividing {period}."
             )
+
+
+#: Stacks that ``--cell`` can name: :class:`rtrlx.models.DeepRecurrent` of LRU or RTU blocks.
+DEEP_CELLS = ("deep-lru", "deep-rtu")
+
+
+def make_cell(name: str, input_size: int, hidden: int, layers: int, key: Any) -> Any:
+    """A cell by its command-line name; ``deep-*`` names build a DeepRecurrent stack."""
+    if name in DEEP_CELLS:
+        from .models import DeepRecurrent
+
+        return DeepRecurrent(input_size, hidden, layers=layers, cell=name[5:], key=key)
+    cell_cls: Any = CELLS[name]
+    return cell_cls(input_size, hidden, key=key)
 
 
 def _float() -> Any:
@@ -166,8 +192,7 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
     if model is not None:  # a task with its own fixed model (influence balancing)
         cell, head = model(task_params)
     else:
-        cell_cls: Any = CELLS[config.cell]
-        cell = cell_cls(task.input_size, config.hidden, key=k_cell)
+        cell = make_cell(config.cell, task.input_size, config.hidden, config.layers, k_cell)
         head = eqx.nn.Linear(cell.output_size, task.output_size, key=k_head)
     params, static = eqx.partition((cell, head), eqx.is_inexact_array)
     if config.optimizer == "adam":
@@ -435,6 +460,7 @@ def train(
         "seed": config.seed,
         "metric": task.metric,
         "value": record.get(task.metric),
+        "data": getattr(task, "description", None),
         "steps": int(carry.step),
         "steps_per_second": done / wall if wall > 0 else None,
         "state_mb": state_megabytes(run, carry),

@@ -10,6 +10,11 @@ import jax.numpy as jnp
 from ._base import Task as Task
 from .adding import Adding as Adding
 from .adding import AddingParams as AddingParams
+from .classify import Classification as Classification
+from .classify import ClassificationParams as ClassificationParams
+from .classify import ListOpsParams as ListOpsParams
+from .classify import PixelParams as PixelParams
+from .classify import listops_examples as listops_examples
 from .copy import Copy as Copy
 from .copy import CopyCurriculum as CopyCurriculum
 from .copy import CopyCurriculumParams as CopyCurriculumParams
@@ -28,6 +33,8 @@ TASKS: dict[str, tuple[type[Task], type]] = {
     "adding": (Adding, AddingParams),
     "ptb-char": (PTBChar, PTBParams),
     "influence-balancing": (InfluenceBalancing, InfluenceParams),
+    "listops": (Classification, ListOpsParams),
+    "pixel": (Classification, PixelParams),
 }
 
 
@@ -64,6 +71,14 @@ def make(name: str, **params: Any) -> tuple[Task, Any]:
         _, codes = _corpus()
         data = {k: jnp.asarray(v) for k, v in codes.items()}
         return PTBChar(), PTBParams(data["train"], data["valid"], data["test"], **params)
+    if name == "listops":
+        from .classify import make_listops
+
+        return make_listops(**params)
+    if name == "pixel":
+        from .classify import make_pixel
+
+        return make_pixel(**params)
     if name == "copy":
         p = CopyParams(**params)
         return Copy(symbols=p.symbols), p
