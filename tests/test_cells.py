@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELL_SPECS, DIAGONAL, INPUT, make_problem
+from conftest import CELL_SPECS, DIAGONAL, INPUT, flat, make_problem, perturb
 
 import rtrlx
 from rtrlx.cells import num_components, state_to_units, units_to_state
@@ -175,3 +175,28 @@ def test_elman_leak():
     np.testing.assert_allclose(cell(h, x), 0.75 * h + 0.25 * full, rtol=1e-13)
     with pytest.raises(ValueError, match="alpha"):
         rtrlx.cells.Elman(2, 3, alpha=0.0, key=jax.random.key(0))
+
+
+def test_lru_closed_form_rule_equals_the_generic_update():
+    """The LRU's complex traces give, step by step, the generic element-wise gradients."""
+
+    class GenericLRU(rtrlx.cells.LRU):
+        def elementwise_rule(self):
+            return None
+
+    k = jax.random.split(jax.random.key(8), 4)
+    cell = perturb(rtrlx.cells.LRU(3, 5, key=k[0]), k[1])
+    fields = lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im)  # noqa: E731
+    generic = eqx.tree_at(fields, GenericLRU(3, 5, key=k[0]), fields(cell))
+    head = eqx.nn.Linear(10, 2, key=k[2])
+    xs = jax.random.normal(k[3], (25, 4, 3))
+    ys = jax.random.normal(jax.random.fold_in(k[3], 1), (25, 4, 2))
+    learner = rtrlx.diag_rtrl()
+    assert type(learner.init(cell).trace).__name__ == "LRUTrace"
+    assert type(learner.init(generic).trace).__name__ == "GenericLRU"
+    s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
+    for t in range(xs.shape[0]):
+        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
+        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
+        np.testing.assert_allclose(l1, l2, rtol=1e-12)
+        np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)

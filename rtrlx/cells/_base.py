@@ -9,6 +9,8 @@ configuration is static. It states what learners may assume about it:
   is *unit-local*: a parameter changes, within one step, only the state of its own unit. SnAp
   and element-wise RTRL build their sparse influence matrices on this map.
 * ``connectivity()``: which unit reads which other unit through the recurrence.
+* ``elementwise_rule()``: optionally, a closed-form element-wise RTRL update (the LRU's
+  complex traces) that ``diag_rtrl`` and ``online_deep`` use instead of the generic one.
 * ``kron_factors()``: the weight matrices that enter as ``W @ a + b``, with ``a`` built from
   ``[h; x]`` (``kron_inputs``) and the rest of the step a function of the pre-activations
   (``from_preactivations``). KF-RTRL and OK keep one Kronecker factor per such matrix.
@@ -19,7 +21,8 @@ LRU's complex state).
 """
 
 import abc
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -40,6 +43,23 @@ class KronFactor(NamedTuple):
 
     weight: str
     bias: str | None = None
+
+
+class ElementwiseRule(NamedTuple):
+    """A cell's own element-wise RTRL update, equal to the generic one but cheaper.
+
+    Attributes:
+        init: ``init() -> trace``: the trace of one stream before the first step.
+        step: ``step(trace, state, x) -> (new_state, new_trace)``: one step of one stream.
+        grads: ``grads(trace, delta) -> cell_grads``: the gradient ``delta · trace`` with
+            ``delta = dL/dh`` in the unit view ``(..., S, hidden)``, summed over any leading
+            (batch) axes shared by ``trace`` and ``delta``; shaped like
+            ``eqx.filter(cell, eqx.is_inexact_array)``.
+    """
+
+    init: Callable[[], Any]
+    step: Callable[[Any, Any, Array], tuple[Any, Any]]
+    grads: Callable[[Any, Array], Any]
 
 
 class AbstractCell(eqx.Module):
@@ -112,6 +132,14 @@ class AbstractCell(eqx.Module):
             z = getattr(self, factor.weight) @ a
             out.append(z if factor.bias is None else z + getattr(self, factor.bias))
         return tuple(out)
+
+    def elementwise_rule(self) -> ElementwiseRule | None:
+        """A closed-form element-wise RTRL update for this cell, or None (the generic one).
+
+        The generic update takes Jacobian rows by reverse-mode products. Only diagonal cells
+        may have a rule, and it must give the generic update's gradients.
+        """
+        return None
 
     def connectivity(self) -> np.ndarray:
         """Boolean ``(hidden, hidden)`` matrix: entry ``[k, u]`` is True when unit k reads unit u.

@@ -1,13 +1,22 @@
 """The linear recurrent unit: a complex diagonal linear recurrence."""
 
 import math
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from ._base import AbstractCell
+from ._base import AbstractCell, ElementwiseRule
+
+
+class LRUTrace(NamedTuple):
+    """The LRU's complex element-wise traces (see :meth:`LRU.elementwise_rule`)."""
+
+    b: Complex[Array, "hidden input"]  # dh_i / d b_re[i, j]
+    lam: Complex[Array, " hidden"]  # dh_i / d λ_i
+    gamma: Complex[Array, " hidden"]  # dh_i / d gamma_log_i
 
 
 class LRU(AbstractCell):
@@ -89,6 +98,53 @@ class LRU(AbstractCell):
         new_re = lam_re * h_re - lam_im * h_im + gamma * (self.b_re @ x)
         new_im = lam_re * h_im + lam_im * h_re + gamma * (self.b_im @ x)
         return jax.lax.complex(new_re, new_im)
+
+    def elementwise_rule(self) -> ElementwiseRule:
+        """Exact element-wise RTRL in complex arithmetic, in the online LRU's form.
+
+        ``h`` is holomorphic in ``λ`` and in ``B = b_re + i b_im``, so one complex trace per
+        entry serves both parts: ``E_B <- λ E_B + γ xᵀ`` is ``dh_i/d b_re[i, j]``, and
+        ``i E_B`` is ``dh_i/d b_im[i, j]``. Likewise ``E_λ <- λ E_λ + h`` and
+        ``E_γ <- λ E_γ + γ ⊙ (B x)`` for the eigenvalues and the input gain. This halves the
+        generic trace (two real rows for each of ``b_re`` and ``b_im``) and needs no
+        Jacobian products. A real parameter ``p`` with trace ``e = dh/dp`` gets
+        ``Re(conj(δ) e)``, where ``δ = dL/dRe h + i dL/dIm h``.
+        """
+        lam = jax.lax.complex(*self.eigenvalues())
+        gamma = jnp.exp(self.gamma_log)
+
+        def init():
+            zeros = jnp.zeros_like(self.b_re)
+            e_b = jax.lax.complex(zeros, zeros)
+            return LRUTrace(e_b, jnp.zeros_like(lam), jnp.zeros_like(lam))
+
+        def step(trace: LRUTrace, h, x):
+            gx = gamma[:, None] * x[None, :]  # real: γ_i x_j
+            gbx = jax.lax.complex(gamma * (self.b_re @ x), gamma * (self.b_im @ x))
+            new = lam * h + gbx
+            e_b = lam[:, None] * trace.b + jax.lax.complex(gx, jnp.zeros_like(gx))
+            return new, LRUTrace(e_b, lam * trace.lam + h, lam * trace.gamma + gbx)
+
+        def grads(trace: LRUTrace, delta):
+            dc = jax.lax.complex(delta[..., 0, :], -delta[..., 1, :])  # conj(δ)
+            lead = "".join("abcdefgh"[: delta.ndim - 2])
+            g_b = jnp.einsum(f"{lead}i,{lead}ij->ij", dc, trace.b)
+            g_lam = jnp.einsum(f"{lead}i,{lead}i->i", dc, trace.lam)
+            g_gamma = jnp.einsum(f"{lead}i,{lead}i->i", dc, trace.gamma)
+            nu_rate, phase_rate = jnp.exp(self.nu_log), jnp.exp(self.theta_log)
+            values = (
+                jnp.real(g_lam * lam) * -nu_rate,  # dλ/dν_log = -exp(ν_log) λ
+                jnp.real(g_lam * lam * 1j) * phase_rate,  # dλ/dθ_log = i exp(θ_log) λ
+                jnp.real(g_gamma),
+                jnp.real(g_b),
+                -jnp.imag(g_b),  # Re(conj(δ) i E) = -Im(conj(δ) E)
+            )
+            params = eqx.filter(self, eqx.is_inexact_array)
+            return eqx.tree_at(
+                lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im), params, values
+            )
+
+        return ElementwiseRule(init, step, grads)
 
     def features(self, state: Complex[Array, " hidden"]) -> Float[Array, " 2*hidden"]:
         return jnp.concatenate([jnp.real(state), jnp.imag(state)])

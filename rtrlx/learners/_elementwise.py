@@ -125,8 +125,11 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
         cell, _ = checked(cell)
         s = state_to_units(cell.init_state()).shape[0]
         params = eqx.filter(cell, eqx.is_inexact_array)
+        rule = cell.elementwise_rule() if cell.diagonal else None
 
         def make():
+            if rule is not None:
+                return TraceState(cell.init_state(), rule.init())
             trace = jax.tree.map(lambda w: jnp.zeros((s, *w.shape), w.dtype), params)
             return TraceState(cell.init_state(), trace)
 
@@ -136,6 +139,13 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
         cell, param_units = checked(cell)
         batched = is_batched(cell, state.hidden, x, name)
         params, static = eqx.partition(cell, eqx.is_inexact_array)
+        rule = cell.elementwise_rule() if cell.diagonal else None
+        if rule is not None:  # the cell's own closed form
+            advance_rule = jax.vmap(rule.step) if batched else rule.step
+            hidden, trace = advance_rule(state.trace, state.hidden, x)
+            loss, g_direct, g_head, delta = readout_batch(cell, head, loss_fn, hidden, y, batched)
+            g_cell = jax.tree.map(jnp.add, g_direct, rule.grads(trace, delta))
+            return TraceState(hidden, trace), loss, (g_cell, g_head)
 
         def advance(hidden, trace, x):
             units = state_to_units(hidden)

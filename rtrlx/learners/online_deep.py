@@ -84,16 +84,33 @@ def _local(model: Any, prev: tuple, x: Array, approx: str):
         new_units.append(nu)
         a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
         u = u + a * jax.nn.sigmoid(b)
-    encoder_jac = ()
-    if approx == "full":
-        cell1, h1 = model.cells[0], prev[0]
-        enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
-
-        def first_block(p):
-            return state_to_units(cell1(h1, _norm(eqx.combine(p, enc_s)(x))))
-
-        encoder_jac = jax.jacrev(first_block)(enc_p)
+    encoder_jac = _encoder_jacobian(model, prev, x) if approx == "full" else ()
     return new_units, j_thetas, blocks, encoder_jac, u
+
+
+def _state_blocks(cell: Any, h: State, z: Array) -> Array:
+    """The unit blocks ``(S, S, n)`` of a diagonal cell's state Jacobian, by ``S`` jvps."""
+    units = state_to_units(h)
+    s = units.shape[0]
+
+    def f(u):
+        return state_to_units(cell(units_to_state(u, h), z))
+
+    cols = [jax.jvp(f, (units,), (jnp.zeros_like(units).at[b].set(1.0),))[1] for b in range(s)]
+    return jnp.stack(cols, axis=1)  # [a, b, u] = d h'[a, u] / d h[b, u]
+
+
+def _encoder_jacobian(model: Any, prev: tuple, x: Array) -> PyTree[Array]:
+    """``d h^1_t / d encoder`` through the current step: ``(S, n, *W.shape)`` per array."""
+    from ..models.deep import _norm
+
+    cell1, h1 = model.cells[0], prev[0]
+    enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
+
+    def first_block(p):
+        return state_to_units(cell1(h1, _norm(eqx.combine(p, enc_s)(x))))
+
+    return jax.jacrev(first_block)(enc_p)
 
 
 def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, x, y):
@@ -224,27 +241,32 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
     traced = approx in ("full", "snap1")
     name = "online_deep" if approx == "full" else f"online_deep:{approx}"
 
+    def rules_of(model: Any) -> list:
+        """Each block's closed-form element-wise rule (None: the generic update)."""
+        return [cell.elementwise_rule() if traced else None for cell in model.cells]
+
+    def make_state(model: Any, rules: list) -> OnlineDeepState:
+        """One stream's state; blocks with a rule keep its traces, the others the generic."""
+        n = model.hidden_size
+        traces = []
+        for cell, rule in zip(model.cells if traced else (), rules, strict=False):
+            if rule is not None:
+                traces.append(rule.init())
+                continue
+            s = state_to_units(cell.init_state()).shape[0]
+            params = eqx.filter(cell, eqx.is_inexact_array)
+            traces.append(jax.tree.map(lambda w, s=s: jnp.zeros((s, *w.shape), w.dtype), params))
+        encoder_trace = ()
+        if approx == "full":
+            s1 = state_to_units(model.cells[0].init_state()).shape[0]
+            enc = eqx.filter(model.encoder, eqx.is_inexact_array)
+            encoder_trace = jax.tree.map(lambda w: jnp.zeros((s1, n, *w.shape), w.dtype), enc)
+        return OnlineDeepState(model.init_state(), tuple(traces), encoder_trace)
+
     def init(model, *, key=None, batch_size=None):
         del key
         model = _check(model)
-        n = model.hidden_size
-
-        def make():
-            traces = []
-            for cell in model.cells if traced else ():
-                s = state_to_units(cell.init_state()).shape[0]
-                params = eqx.filter(cell, eqx.is_inexact_array)
-                traces.append(
-                    jax.tree.map(lambda w, s=s: jnp.zeros((s, *w.shape), w.dtype), params)
-                )
-            encoder_trace = ()
-            if approx == "full":
-                s1 = state_to_units(model.cells[0].init_state()).shape[0]
-                enc = eqx.filter(model.encoder, eqx.is_inexact_array)
-                encoder_trace = jax.tree.map(lambda w: jnp.zeros((s1, n, *w.shape), w.dtype), enc)
-            return OnlineDeepState(model.init_state(), tuple(traces), encoder_trace)
-
-        return batch_init(model, batch_size, make)
+        return batch_init(model, batch_size, lambda: make_state(model, rules_of(model)))
 
     def add_carried(model, g_model, deltas, carried, enc_carried):
         """The spatial gradient plus each trace's past part read out by its block's error."""
@@ -273,34 +295,82 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         params, static = eqx.partition((model, head), eqx.is_inexact_array)
         enc_units = _encoder_units(model.encoder, model.hidden_size)
 
+        rules = rules_of(model)
+
         def one(hidden, traces, encoder_trace, x, y):
+            from ..models.deep import _norm
+
             prev = hidden[:-1]
-            new_units, j_thetas, blocks, enc_jac, top = _local(model, prev, x, approx)
+            # 1. Forward through the step; each traced block advances its trace.
+            u = model.encoder(x)
+            new_units, new_traces, carried, blocks0 = [], [], [], None
+            for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
+                z = _norm(u)
+                rule = rules[i]
+                if not traced:
+                    nu = state_to_units(cell(h, z))
+                elif rule is not None:
+                    new_state, trace = rule.step(traces[i], h, z)
+                    nu = state_to_units(new_state)
+                    new_traces.append(trace)
+                    carried.append(None)
+                    if i == 0 and approx == "full":
+                        blocks0 = _state_blocks(cell, h, z)
+                else:
+                    cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+                    nu, j_theta, blocks = _unit_blocks(cell, cp, cs, state_to_units(h), z)
+                    past = carry_traces(blocks, traces[i], cell.param_units())
+                    carried.append(past)
+                    new_traces.append(jax.tree.map(jnp.add, past, j_theta))
+                    blocks0 = blocks if i == 0 else blocks0
+                new_units.append(nu)
+                a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
+                u = u + a * jax.nn.sigmoid(b)
+
+            # 2. Spatial backprop through this step: the error reaching every block.
             eps = tuple(jnp.zeros_like(nu) for nu in new_units)
             loss, (g_params, deltas) = jax.value_and_grad(
                 lambda p, e: _spatial_loss(static, loss_fn, approx, p, e, prev, x, y),
                 argnums=(0, 1),
             )(params, eps)
             g_model, g_head = g_params
-            carried = ()
+
+            # 3. Each block's trace read out by its error. A rule's gradient replaces the
+            # spatial one (a block's parameters reach this step's loss only through its new
+            # state, so the spatial gradient is the immediate part of the trace's).
             if traced:
-                carried = tuple(
-                    carry_traces(bl, tr, cell.param_units())
-                    for bl, tr, cell in zip(blocks, traces, model.cells, strict=True)
-                )
-            enc_carried = ()
+                cells_g = []
+                for i, (cell, gc, d) in enumerate(
+                    zip(model.cells, g_model.cells, deltas, strict=True)
+                ):
+                    if rules[i] is not None:
+                        cells_g.append(rules[i].grads(new_traces[i], d))
+                    else:
+                        cells_g.append(
+                            jax.tree.map(
+                                lambda g, tr, pu, d=d: g + _contract(d, tr, pu),
+                                gc,
+                                carried[i],
+                                cell.param_units(),
+                            )
+                        )
+                g_model = eqx.tree_at(lambda m: m.cells, g_model, tuple(cells_g))
+            new_enc = ()
             if approx == "full":
-                enc_carried = carry_traces(blocks[0], encoder_trace, enc_units)
-            g_model = add_carried(model, g_model, deltas, carried, enc_carried)
-            new_traces = tuple(
-                jax.tree.map(jnp.add, c, j) for c, j in zip(carried, j_thetas, strict=True)
-            )
-            new_enc = jax.tree.map(jnp.add, enc_carried, enc_jac)
+                assert blocks0 is not None
+                enc_carried = carry_traces(blocks0, encoder_trace, enc_units)
+                enc_g = jax.tree.map(
+                    lambda g, tr: g + jnp.tensordot(deltas[0], tr, axes=((0, 1), (0, 1))),
+                    g_model.encoder,
+                    enc_carried,
+                )
+                g_model = eqx.tree_at(lambda m: m.encoder, g_model, enc_g)
+                new_enc = jax.tree.map(jnp.add, enc_carried, _encoder_jacobian(model, prev, x))
             new_hidden = (
                 *(units_to_state(nu, h) for nu, h in zip(new_units, prev, strict=True)),
-                top,
+                u,
             )
-            return new_hidden, new_traces, new_enc, loss, g_model, g_head
+            return new_hidden, tuple(new_traces), new_enc, loss, g_model, g_head
 
         hidden, traces, enc, loss, g_model, g_head = map_batch(
             one, batched, state.hidden, state.traces, state.encoder_trace, x, y
@@ -359,7 +429,7 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             t = xs.shape[0]
             size = min(chunk, t)
             whole, rest = divmod(t, size)
-            state = init(model)
+            state = make_state(model, [None] * len(model.cells))  # the generic layout
             zero = jax.tree.map(jnp.zeros_like, params)
             loss = jnp.zeros((), xs.dtype)
 
