@@ -4,6 +4,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _csv(text: str) -> list[str]:
@@ -78,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="time per step of learners against BPTT on the same cell, batch and sequence",
         description="Median time per step (after compilation) of each learner and of BPTT, "
         "measured in one run, and their ratio. Streaming learners cost the same per step at "
-        "any T, so --learner-steps can measure an expensive one on a shorter sequence.",
+        "any T, so --learner-steps can measure an expensive one on a shorter sequence. "
+        "Learners may also be 'inference' (forward and loss only) and NAME/stream (the "
+        "streaming step of a learner that has a whole-sequence path, e.g. online_deep). "
+        "--memory-steps adds XLA's working-memory plan at each T (compiled, not run), a "
+        "table and, with --plot, memory against T.",
     )
     bench.add_argument(
         "--learners",
@@ -103,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=_positive, default=16, help="batch size (16)")
     bench.add_argument("--input", type=_positive, default=16, help="input features (16)")
     bench.add_argument("--repeats", type=_positive, default=5, help="timed repetitions (5)")
+    bench.add_argument("--layers", type=_positive, default=1, help="blocks of a deep-* stack")
+    bench.add_argument(
+        "--memory-steps",
+        type=lambda t: [_positive(v) for v in _csv(t)],
+        default=[],
+        help="comma-separated T at which to report compiled working memory (none)",
+    )
+    bench.add_argument("--plot", metavar="PNG", default=None, help="memory-vs-T plot here")
     bench.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
 
     from .bench.noise import DEFAULT_CELLS as NOISE_CELLS
@@ -512,7 +525,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
-        _check_names(args.learners, [args.cell])
+        from .bench import resolve_learner
+        from .train import DEEP_CELLS
+
+        for name in args.learners:
+            resolve_learner(name)
+        _check_names([], [] if args.cell in DEEP_CELLS else [args.cell])
     except ValueError as exc:
         err.print(f"[red]rtrlx bench: {exc}[/red]")
         return 2
@@ -533,9 +551,11 @@ def _bench(args: argparse.Namespace) -> int:
                     batch=args.batch,
                     input_size=args.input,
                     repeats=args.repeats,
+                    layers=args.layers,
                 )
             )
             bar.advance(task)
+    memory = _bench_memory(args, err) if args.memory_steps else []
     base = {r.hidden: r.seconds_per_step for r in results if r.learner == "bptt"}
     table = Table(
         title=f"time per step, {args.cell}, batch {args.batch}, "
@@ -556,16 +576,94 @@ def _bench(args: argparse.Namespace) -> int:
             f"{r.state_floats:,}" + (" (grows with T)" if r.learner == "bptt" else ""),
         )
     _stdout_console().print(table)
+    if memory:
+        _print_memory(args, memory)
     if args.json:
         payload = {
             "config": vars(args),
             "machine": platform.platform(),
             "cpus": jax.device_count(),
             "results": [r.as_dict() for r in results],
+            "memory": memory,
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)
     return 0
+
+
+def _bench_memory(args: argparse.Namespace, err: Any) -> list[dict]:
+    """Compiled working memory of bptt and every learner at each of ``--memory-steps``."""
+    from rich.progress import Progress
+
+    from .bench import compiled_memory
+
+    jobs = [
+        (h, lr, t)
+        for h in args.hidden
+        for lr in ["bptt", *args.learners]
+        for t in args.memory_steps
+    ]
+    out = []
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("memory plans", total=len(jobs))
+        for hidden, learner, steps in jobs:
+            bar.update(task, description=f"compiling {learner}, n={hidden}, T={steps}")
+            plan = compiled_memory(
+                learner,
+                args.cell,
+                hidden=hidden,
+                steps=steps,
+                batch=args.batch,
+                input_size=args.input,
+                layers=args.layers,
+            )
+            out.append({"learner": learner, "hidden": hidden, "T": steps, **plan})
+            bar.advance(task)
+    return out
+
+
+def _print_memory(args: argparse.Namespace, memory: list[dict]) -> None:
+    """The memory table, and the memory-vs-T plot when ``--plot`` is given."""
+    from rich.table import Table
+
+    table = Table(title=f"working memory (MB, XLA's plan), {args.cell}, batch {args.batch}")
+    table.add_column("learner")
+    table.add_column("hidden", justify="right")
+    for t in args.memory_steps:
+        table.add_column(f"T={t}", justify="right")
+    table.add_column(f"T={args.memory_steps[-1]} / T={args.memory_steps[0]}", justify="right")
+    for hidden in args.hidden:
+        for learner in dict.fromkeys(r["learner"] for r in memory):
+            rows = [r for r in memory if r["learner"] == learner and r["hidden"] == hidden]
+            mb = [r["temp_bytes"] / 1e6 for r in rows]
+            growth = mb[-1] / mb[0] if mb[0] else float("inf")
+            table.add_row(learner, str(hidden), *(f"{v:.3g}" for v in mb), f"{growth:.3g}x")
+    _stdout_console().print(table)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for hidden in args.hidden:
+            for learner in dict.fromkeys(r["learner"] for r in memory):
+                rows = [r for r in memory if r["learner"] == learner and r["hidden"] == hidden]
+                label = learner if len(args.hidden) == 1 else f"{learner}, n={hidden}"
+                ax.plot(
+                    [r["T"] for r in rows],
+                    [r["temp_bytes"] / 1e6 for r in rows],
+                    "o-",
+                    label=label,
+                )
+        ax.set(
+            xscale="log", yscale="log", xlabel="sequence length T", ylabel="working memory (MB)"
+        )
+        ax.set_title(f"{args.cell}, batch {args.batch}: memory against T")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
 
 
 def _noise(args: argparse.Namespace) -> int:

@@ -122,6 +122,23 @@ def test_bench_tiny_config_writes_json(tmp_path, capsys):
     assert by_learner[("bptt", 4)] == 12 * 2 * 4  # T complex states: grows with T
 
 
+def test_bench_deep_stack_memory_against_t(tmp_path, capsys):
+    """Streaming online_deep's working memory is flat in T; BPTT's and the scan path's
+    chunked memory are not tied to it the same way (XLA's compiled plan, nothing timed)."""
+    out, png = tmp_path / "bench.json", tmp_path / "memory.png"
+    argv = "bench --cell deep-lru --layers 2 --hidden 4 --input 1 --batch 2 --steps 8 "
+    argv += "--repeats 1 --learners inference,online_deep/stream,online_deep "
+    argv += f"--memory-steps 100,1000 --json {out} --plot {png}"
+    assert main(argv.split()) == 0
+    data = json.loads(out.read_text())
+    mem = {(r["learner"], r["T"]): r["temp_bytes"] for r in data["memory"]}
+    assert mem[("online_deep/stream", 100)] == mem[("online_deep/stream", 1000)]
+    assert mem[("bptt", 1000)] > 5 * mem[("bptt", 100)]
+    assert png.stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "working memory" in printed and "inference" in printed
+
+
 def test_noise_tiny_study_writes_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "noise.json", tmp_path / "noise.png"
     argv = ["noise", "--cells", "rhn,elman", "--lengths", "6,12", "--hidden", "3"]

@@ -1,4 +1,6 @@
 """Speed measurements: learners against BPTT on the same cell, batch and sequence."""
 
 from .speed import SpeedResult as SpeedResult
+from .speed import compiled_memory as compiled_memory
+from .speed import resolve_learner as resolve_learner
 from .speed import time_per_step as time_per_step

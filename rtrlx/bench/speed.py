@@ -11,7 +11,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..cells import CELLS
 from ..learners import make
 from ..losses import mse
 from ..sequence import sequence_grads
@@ -63,6 +62,103 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, float, 
     return median, (max(times) - min(times)) / median, compile_seconds
 
 
+#: Pseudo-learner: the forward pass and the loss only, the cost ``online_deep`` is held to.
+INFERENCE = "inference"
+#: Suffix that times a learner's streaming ``step`` even when it has a whole-sequence path.
+STREAM = "/stream"
+
+
+def resolve_learner(spec: str) -> Any:
+    """A learner by its bench name: a registry name, ``NAME/stream``, or ``inference``."""
+    if spec == INFERENCE:
+        return None
+    if spec.endswith(STREAM):
+        return make(spec[: -len(STREAM)])._replace(sequence=None)
+    return make(spec)
+
+
+def problem(
+    cell: str,
+    *,
+    hidden: int,
+    steps: int,
+    batch: int,
+    input_size: int,
+    layers: int = 1,
+    seed: int = 0,
+) -> tuple[Any, Any, Any, Any]:
+    """``(cell, head, xs, ys)`` for a benchmark: a random sequence and zero targets."""
+    from ..train import make_cell
+
+    k_cell, k_head, k_x = jax.random.split(jax.random.key(seed), 3)
+    module = make_cell(cell, input_size, hidden, layers, k_cell)
+    head = eqx.nn.Linear(module.output_size, 8, key=k_head)
+    xs = jax.random.normal(k_x, (steps, batch, input_size))
+    ys = jnp.zeros((steps, batch, 8))
+    return module, head, xs, ys
+
+
+def _inference(module: Any, head: Any, xs: Any, ys: Any) -> Any:
+    """The summed loss of a batch of sequences, forward only."""
+
+    def body(carry, xy):
+        h, total = carry
+        x, y = xy
+        h = jax.vmap(module)(h, x)
+        out = jax.vmap(lambda s: head(module.features(s)))(h)
+        return (h, total + jnp.mean(jax.vmap(mse)(out, y))), None
+
+    h0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (xs.shape[1], *a.shape)), module.init_state())
+    (_, total), _ = jax.lax.scan(body, (h0, jnp.zeros((), xs.dtype)), (xs, ys))
+    return total
+
+
+def _function(spec: str, module: Any, head: Any) -> Callable[[Any, Any], Any]:
+    """``f(xs, ys)``: what is timed for ``spec``."""
+    built = resolve_learner(spec)
+    if built is None:
+        return lambda xs, ys: _inference(module, head, xs, ys)
+    return lambda xs, ys: sequence_grads(built, module, head, mse, xs, ys)
+
+
+def compiled_memory(
+    learner: str,
+    cell: str,
+    *,
+    hidden: int,
+    steps: int,
+    batch: int,
+    input_size: int = 16,
+    layers: int = 1,
+) -> dict[str, int]:
+    """XLA's memory plan for ``learner`` over ``steps`` steps, from compiling alone.
+
+    ``temp_bytes`` is the working memory the compiled computation allocates besides its
+    inputs and outputs: what a streaming learner keeps flat in T and BPTT grows. No step
+    runs, so long sequences cost only the compilation.
+
+    Returns:
+        ``{"temp_bytes", "argument_bytes", "output_bytes"}``.
+    """
+    module, head, _, _ = problem(
+        cell, hidden=hidden, steps=1, batch=batch, input_size=input_size, layers=layers
+    )
+    fn = jax.jit(_function(learner, module, head))
+    dtype = jnp.zeros(()).dtype
+    compiled = fn.lower(
+        jax.ShapeDtypeStruct((steps, batch, input_size), dtype),
+        jax.ShapeDtypeStruct((steps, batch, 8), dtype),
+    ).compile()
+    stats = compiled.memory_analysis()
+    if stats is None:  # pragma: no cover - every current backend reports it
+        raise RuntimeError("this JAX backend reports no memory analysis")
+    return {
+        "temp_bytes": int(stats.temp_size_in_bytes),
+        "argument_bytes": int(stats.argument_size_in_bytes),
+        "output_bytes": int(stats.output_size_in_bytes),
+    }
+
+
 def time_per_step(
     learner: str,
     cell: str,
@@ -73,6 +169,7 @@ def time_per_step(
     input_size: int = 16,
     repeats: int = 5,
     seed: int = 0,
+    layers: int = 1,
 ) -> SpeedResult:
     """Median seconds per step of ``sequence_grads`` for ``learner`` on a random sequence.
 
@@ -80,34 +177,39 @@ def time_per_step(
     warm-up), so the time is the steady-state cost of the learner, not of Python.
 
     Args:
-        learner: learner name, e.g. ``"snap:1"``.
-        cell: cell name, e.g. ``"gru"``.
-        hidden: units.
+        learner: learner name, e.g. ``"snap:1"``; ``"NAME/stream"`` times the streaming
+            ``step`` of a learner that has a whole-sequence path; ``"inference"`` times the
+            forward pass and loss alone.
+        cell: cell name, e.g. ``"gru"``, or ``"deep-lru"`` for a DeepRecurrent stack.
+        hidden: units (``d_model`` of a stack).
         steps: sequence length measured.
         batch: streams in the batch.
         input_size: input features.
         repeats: timed repetitions (>= 1); the median is reported.
         seed: seed of parameters and data.
+        layers: blocks of a ``deep-*`` stack.
 
     Returns:
         A :class:`SpeedResult`.
     """
-    key = jax.random.key(seed)
-    k_cell, k_head, k_x = jax.random.split(key, 3)
-    cell_cls: Any = CELLS[cell]
-    module = cell_cls(input_size, hidden, key=k_cell)
-    head = eqx.nn.Linear(module.output_size, 8, key=k_head)
-    xs = jax.random.normal(k_x, (steps, batch, input_size))
-    ys = jnp.zeros((steps, batch, 8))
-    built = make(learner)
-    if built.online:
+    module, head, xs, ys = problem(
+        cell,
+        hidden=hidden,
+        steps=steps,
+        batch=batch,
+        input_size=input_size,
+        layers=layers,
+        seed=seed,
+    )
+    built = resolve_learner(learner)
+    if built is None:
+        state_floats = _floats(module.init_state())
+    elif built.online:
         state_floats = _floats(jax.eval_shape(lambda: built.init(module, key=jax.random.key(0))))
     else:
         state_floats = steps * _floats(module.init_state())
-    run = eqx.filter_jit(sequence_grads)
-    median, spread, compile_seconds = _median_seconds(
-        lambda: run(built, module, head, mse, xs, ys), repeats
-    )
+    run = jax.jit(_function(learner, module, head))
+    median, spread, compile_seconds = _median_seconds(lambda: run(xs, ys), repeats)
     return SpeedResult(
         learner=learner,
         cell=cell,
