@@ -12,7 +12,7 @@ from jaxtyping import Array, PyTree
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import state_to_units, units_to_state
-from ._base import Learner, LossFn, batch_init, batch_mean, is_batched, map_batch
+from ._base import Learner, LossFn, batch_init, batch_mean, is_batched
 from ._elementwise import _unit_blocks, carry_traces, expand_units
 
 #: The approximations ``online_deep`` offers, from the most to the least complete.
@@ -101,16 +101,20 @@ def _state_blocks(cell: Any, h: State, z: Array) -> Array:
 
 
 def _encoder_jacobian(model: Any, prev: tuple, x: Array) -> PyTree[Array]:
-    """``d h^1_t / d encoder`` through the current step: ``(S, n, *W.shape)`` per array."""
+    """``d h^1_t / d encoder`` through the current step: ``(S, n, *W.shape)`` per array.
+
+    Forward mode through block 1 (``n`` tangents, one per encoder output) gives
+    ``M = d h^1 / d u``; the encoder's own pullback then spreads each row of ``M`` over its
+    parameters (an outer product with ``x`` for a linear encoder).
+    """
     from ..models.deep import _norm
 
     cell1, h1 = model.cells[0], prev[0]
     enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
-
-    def first_block(p):
-        return state_to_units(cell1(h1, _norm(eqx.combine(p, enc_s)(x))))
-
-    return jax.jacrev(first_block)(enc_p)
+    u, pull = jax.vjp(lambda p: eqx.combine(p, enc_s)(x), enc_p)
+    m = jax.jacfwd(lambda u: state_to_units(cell1(h1, _norm(u))))(u)  # (S, n, n)
+    (rows,) = jax.vmap(pull)(m.reshape(-1, m.shape[-1]))
+    return jax.tree.map(lambda r: r.reshape(*m.shape[:2], *r.shape[1:]), rows)
 
 
 def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, x, y):
@@ -290,93 +294,107 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         return g_model
 
     def step(model, head, loss_fn, state: OnlineDeepState, x, y):
+        from ..models.deep import _norm
+
         model = _check(model)
         batched = is_batched(model, state.hidden, x, name)
+        if not batched:  # one stream is a batch of one
+            state, x, y = jax.tree.map(lambda a: a[None], (state, x, y))
         params, static = eqx.partition((model, head), eqx.is_inexact_array)
         enc_units = _encoder_units(model.encoder, model.hidden_size)
-
         rules = rules_of(model)
+        prev, traces = state.hidden[:-1], state.traces
 
-        def one(hidden, traces, encoder_trace, x, y):
-            from ..models.deep import _norm
+        # 1. Forward through the step for the whole batch; each traced block advances its
+        # trace (by its cell's closed-form rule when it has one).
+        u = jax.vmap(model.encoder)(x)
+        new_units, new_traces, carried, blocks0 = [], [], [], None
+        for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
+            z = jax.vmap(_norm)(u)
+            rule = rules[i]
+            if not traced:
+                nu = jax.vmap(lambda h, z, cell=cell: state_to_units(cell(h, z)))(h, z)
+            elif rule is not None:
+                new_state, trace = jax.vmap(rule.step)(traces[i], h, z)
+                nu = jax.vmap(state_to_units)(new_state)
+                new_traces.append(trace)
+                carried.append(None)
+                if i == 0 and approx == "full":
+                    blocks0 = jax.vmap(lambda h, z, cell=cell: _state_blocks(cell, h, z))(h, z)
+            else:
+                cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+                units = cell.param_units()
 
-            prev = hidden[:-1]
-            # 1. Forward through the step; each traced block advances its trace.
-            u = model.encoder(x)
-            new_units, new_traces, carried, blocks0 = [], [], [], None
-            for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
-                z = _norm(u)
-                rule = rules[i]
-                if not traced:
-                    nu = state_to_units(cell(h, z))
-                elif rule is not None:
-                    new_state, trace = rule.step(traces[i], h, z)
-                    nu = state_to_units(new_state)
-                    new_traces.append(trace)
-                    carried.append(None)
-                    if i == 0 and approx == "full":
-                        blocks0 = _state_blocks(cell, h, z)
-                else:
-                    cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+                def advance(h, z, trace, cell=cell, cp=cp, cs=cs, units=units):
                     nu, j_theta, blocks = _unit_blocks(cell, cp, cs, state_to_units(h), z)
-                    past = carry_traces(blocks, traces[i], cell.param_units())
-                    carried.append(past)
-                    new_traces.append(jax.tree.map(jnp.add, past, j_theta))
-                    blocks0 = blocks if i == 0 else blocks0
-                new_units.append(nu)
-                a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
-                u = u + a * jax.nn.sigmoid(b)
+                    past = carry_traces(blocks, trace, units)
+                    return nu, past, jax.tree.map(jnp.add, past, j_theta), blocks
 
-            # 2. Spatial backprop through this step: the error reaching every block.
-            eps = tuple(jnp.zeros_like(nu) for nu in new_units)
-            loss, (g_params, deltas) = jax.value_and_grad(
-                lambda p, e: _spatial_loss(static, loss_fn, approx, p, e, prev, x, y),
-                argnums=(0, 1),
-            )(params, eps)
-            g_model, g_head = g_params
+                nu, past, trace, blocks = jax.vmap(advance)(h, z, traces[i])
+                carried.append(past)
+                new_traces.append(trace)
+                blocks0 = blocks if i == 0 else blocks0
+            new_units.append(nu)
+            out = jax.vmap(
+                lambda nu, h, cell=cell, glu=glu: glu(cell.features(units_to_state(nu, h)))
+            )(nu, h)
+            a, b = jnp.split(out, 2, axis=-1)
+            u = u + a * jax.nn.sigmoid(b)
 
-            # 3. Each block's trace read out by its error. A rule's gradient replaces the
-            # spatial one (a block's parameters reach this step's loss only through its new
-            # state, so the spatial gradient is the immediate part of the trace's).
-            if traced:
-                cells_g = []
-                for i, (cell, gc, d) in enumerate(
-                    zip(model.cells, g_model.cells, deltas, strict=True)
-                ):
-                    if rules[i] is not None:
-                        cells_g.append(rules[i].grads(new_traces[i], d))
-                    else:
-                        cells_g.append(
-                            jax.tree.map(
-                                lambda g, tr, pu, d=d: g + _contract(d, tr, pu),
-                                gc,
-                                carried[i],
-                                cell.param_units(),
-                            )
-                        )
-                g_model = eqx.tree_at(lambda m: m.cells, g_model, tuple(cells_g))
-            new_enc = ()
-            if approx == "full":
-                assert blocks0 is not None
-                enc_carried = carry_traces(blocks0, encoder_trace, enc_units)
-                enc_g = jax.tree.map(
-                    lambda g, tr: g + jnp.tensordot(deltas[0], tr, axes=((0, 1), (0, 1))),
-                    g_model.encoder,
-                    enc_carried,
+        # 2. Spatial backprop through this step, on the batch mean (so the weights'
+        # gradients are batched matmuls): the error reaching every block, with 1/B in it.
+        def batch_loss(p, eps):
+            def one(e, pr, x, y):
+                return _spatial_loss(static, loss_fn, approx, p, e, pr, x, y)
+
+            return jnp.mean(jax.vmap(one)(eps, prev, x, y))
+
+        eps = tuple(jnp.zeros_like(nu) for nu in new_units)
+        loss, (g_params, deltas) = jax.value_and_grad(batch_loss, argnums=(0, 1))(params, eps)
+        g_model, g_head = g_params
+
+        # 3. Each block's trace read out by its error, summed over the batch. A rule's
+        # gradient replaces the spatial one (a block's parameters reach this step's loss
+        # only through its new state, so the spatial gradient is the trace's immediate part).
+        if traced:
+            cells_g = []
+            for i, (cell, gc, d) in enumerate(
+                zip(model.cells, g_model.cells, deltas, strict=True)
+            ):
+                if rules[i] is not None:
+                    cells_g.append(rules[i].grads(new_traces[i], d))
+                    continue
+                cells_g.append(
+                    jax.tree.map(
+                        lambda g, tr, pu, d=d: g + jnp.sum(expand_units(d, pu) * tr, axis=(0, 1)),
+                        gc,
+                        carried[i],
+                        cell.param_units(),
+                    )
                 )
-                g_model = eqx.tree_at(lambda m: m.encoder, g_model, enc_g)
-                new_enc = jax.tree.map(jnp.add, enc_carried, _encoder_jacobian(model, prev, x))
-            new_hidden = (
-                *(units_to_state(nu, h) for nu, h in zip(new_units, prev, strict=True)),
-                u,
+            g_model = eqx.tree_at(lambda m: m.cells, g_model, tuple(cells_g))
+        new_enc = ()
+        if approx == "full":
+            assert blocks0 is not None
+            enc_carried = jax.vmap(lambda bl, tr: carry_traces(bl, tr, enc_units))(
+                blocks0, state.encoder_trace
             )
-            return new_hidden, tuple(new_traces), new_enc, loss, g_model, g_head
-
-        hidden, traces, enc, loss, g_model, g_head = map_batch(
-            one, batched, state.hidden, state.traces, state.encoder_trace, x, y
+            enc_g = jax.tree.map(
+                lambda g, tr: g + jnp.tensordot(deltas[0], tr, axes=((0, 1, 2), (0, 1, 2))),
+                g_model.encoder,
+                enc_carried,
+            )
+            g_model = eqx.tree_at(lambda m: m.encoder, g_model, enc_g)
+            jac = jax.vmap(lambda pr, x: _encoder_jacobian(model, pr, x))(prev, x)
+            new_enc = jax.tree.map(jnp.add, enc_carried, jac)
+        new_hidden = (
+            *(jax.vmap(units_to_state)(nu, h) for nu, h in zip(new_units, prev, strict=True)),
+            u,
         )
-        loss, g_model, g_head = batch_mean((loss, g_model, g_head), batched)
-        return OnlineDeepState(hidden, traces, enc), loss, (g_model, g_head)
+        new_state = OnlineDeepState(new_hidden, tuple(new_traces), new_enc)
+        if not batched:
+            new_state = jax.tree.map(lambda a: a[0], new_state)
+        return new_state, loss, (g_model, g_head)
 
     def sequence(model, head, loss_fn, xs, ys, *, key):
         model = _check(model)
