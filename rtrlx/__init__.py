@@ -7,6 +7,7 @@ approximations and truncated BPTT; :func:`sequence_grads` runs any of them over 
 from . import cells as cells
 from . import losses as losses
 from . import models as models
+from . import rl as rl
 from ._errors import NotOnlineError as NotOnlineError
 from ._errors import RtrlxError as RtrlxError
 from ._errors import ShapeError as ShapeError

@@ -1,0 +1,46 @@
+"""Partially observable environments in JAX, gymnax-style: ``rtrlx.rl.make(name)``."""
+
+from typing import Any
+
+from ._base import Environment as Environment
+from .popgym import Autoencode as Autoencode
+from .popgym import CountRecall as CountRecall
+from .popgym import HigherLower as HigherLower
+from .popgym import RepeatFirst as RepeatFirst
+from .popgym import RepeatPrevious as RepeatPrevious
+
+#: Every environment by name (POPGym's names for its tasks).
+ENVIRONMENTS: dict[str, type[Environment]] = {
+    "RepeatPreviousEasy": RepeatPrevious,
+    "RepeatFirstEasy": RepeatFirst,
+    "CountRecallEasy": CountRecall,
+    "AutoencodeEasy": Autoencode,
+    "HigherLowerEasy": HigherLower,
+}
+
+
+def make(name: str) -> tuple[Environment, Any]:
+    """An environment and its default parameters, by name (as ``gymnax.make``).
+
+    Args:
+        name: one of :data:`ENVIRONMENTS`.
+
+    Returns:
+        ``(env, params)``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+
+    Examples:
+        >>> import jax
+        >>> env, params = make("RepeatPreviousEasy")
+        >>> obs, state = env.reset(jax.random.key(0), params)
+        >>> obs.shape, env.num_actions
+        ((4,), 4)
+    """
+    if name not in ENVIRONMENTS:
+        raise ValueError(
+            f"unknown environment {name!r}; valid environments: {', '.join(ENVIRONMENTS)}."
+        )
+    env = ENVIRONMENTS[name]()
+    return env, env.default_params()
