@@ -3,6 +3,9 @@
 from typing import Any
 
 from ._base import Environment as Environment
+from .conditioning import TraceConditioning as TraceConditioning
+from .conditioning import TracePatterning as TracePatterning
+from .conditioning import return_error as return_error
 from .popgym import Autoencode as Autoencode
 from .popgym import CountRecall as CountRecall
 from .popgym import HigherLower as HigherLower
@@ -16,6 +19,8 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
     "CountRecallEasy": CountRecall,
     "AutoencodeEasy": Autoencode,
     "HigherLowerEasy": HigherLower,
+    "TraceConditioning": TraceConditioning,
+    "TracePatterning": TracePatterning,
 }
 
 
