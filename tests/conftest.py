@@ -60,3 +60,18 @@ def flat(tree):
 @pytest.fixture
 def problem():
     return make_problem
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every compiled XLA:CPU program holds memory mappings, and the whole suite compiles
+    thousands. Kept alive in one process they approach the kernel's per-process mapping limit
+    (``vm.max_map_count``, 65,530 here), where the compiler crashed with a segmentation fault.
+    """
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
