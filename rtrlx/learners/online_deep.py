@@ -210,7 +210,10 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
     sequence length. The whole-sequence path that :func:`rtrlx.sequence_grads` uses runs
     the stack forward, evaluates every step's local quantities and the spatial backprop for
     ``chunk`` steps at once (vectorised over time), and computes the chunk's traces with
-    ``lax.associative_scan``; its memory grows with ``chunk``, not with the sequence.
+    ``lax.associative_scan``; its memory grows with ``chunk``, not with the sequence. On a
+    CPU the streaming path is the faster one (BENCHMARKS.md); the scan path is the parallel
+    form for accelerators. A block whose cell declares a closed-form trace
+    (``cell.elementwise_rule()``, e.g. the LRU's complex trace) uses it when streaming.
 
     Args:
         approx: one of ``"full"``, ``"snap1"``, ``"truncated"``, ``"spatial"``.
