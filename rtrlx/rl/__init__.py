@@ -6,6 +6,8 @@ from ._base import Environment as Environment
 from .conditioning import TraceConditioning as TraceConditioning
 from .conditioning import TracePatterning as TracePatterning
 from .conditioning import return_error as return_error
+from .control import CONTROL as CONTROL
+from .control import GymnaxControl as GymnaxControl
 from .popgym import Autoencode as Autoencode
 from .popgym import CountRecall as CountRecall
 from .popgym import HigherLower as HigherLower
@@ -28,7 +30,7 @@ def make(name: str) -> tuple[Environment, Any]:
     """An environment and its default parameters, by name (as ``gymnax.make``).
 
     Args:
-        name: one of :data:`ENVIRONMENTS`.
+        name: one of :data:`ENVIRONMENTS` or :data:`CONTROL` (gymnax-wrapped).
 
     Returns:
         ``(env, params)``.
@@ -43,9 +45,13 @@ def make(name: str) -> tuple[Environment, Any]:
         >>> obs.shape, env.num_actions
         ((4,), 4)
     """
+    if name in CONTROL:
+        env = GymnaxControl(name)
+        return env, env.default_params()
     if name not in ENVIRONMENTS:
         raise ValueError(
-            f"unknown environment {name!r}; valid environments: {', '.join(ENVIRONMENTS)}."
+            f"unknown environment {name!r}; valid environments: "
+            f"{', '.join([*ENVIRONMENTS, *CONTROL])}."
         )
     env = ENVIRONMENTS[name]()
     return env, env.default_params()
