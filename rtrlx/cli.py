@@ -632,12 +632,13 @@ def _print_memory(args: argparse.Namespace, memory: list[dict]) -> None:
     for t in args.memory_steps:
         table.add_column(f"T={t}", justify="right")
     table.add_column(f"T={args.memory_steps[-1]} / T={args.memory_steps[0]}", justify="right")
-    for hidden in args.hidden:
-        for learner in dict.fromkeys(r["learner"] for r in memory):
-            rows = [r for r in memory if r["learner"] == learner and r["hidden"] == hidden]
-            mb = [r["temp_bytes"] / 1e6 for r in rows]
-            growth = mb[-1] / mb[0] if mb[0] else float("inf")
-            table.add_row(learner, str(hidden), *(f"{v:.3g}" for v in mb), f"{growth:.3g}x")
+    series: dict[tuple[str, int], list[dict]] = {}  # (learner, hidden) -> rows in T order
+    for r in memory:
+        series.setdefault((r["learner"], r["hidden"]), []).append(r)
+    for (learner, hidden), rows in series.items():
+        mb = [r["temp_bytes"] / 1e6 for r in rows]
+        growth = mb[-1] / mb[0] if mb[0] else float("inf")
+        table.add_row(learner, str(hidden), *(f"{v:.3g}" for v in mb), f"{growth:.3g}x")
     _stdout_console().print(table)
     if args.plot:
         import matplotlib
@@ -646,16 +647,14 @@ def _print_memory(args: argparse.Namespace, memory: list[dict]) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for hidden in args.hidden:
-            for learner in dict.fromkeys(r["learner"] for r in memory):
-                rows = [r for r in memory if r["learner"] == learner and r["hidden"] == hidden]
-                label = learner if len(args.hidden) == 1 else f"{learner}, n={hidden}"
-                ax.plot(
-                    [r["T"] for r in rows],
-                    [r["temp_bytes"] / 1e6 for r in rows],
-                    "o-",
-                    label=label,
-                )
+        for (learner, hidden), rows in series.items():
+            label = learner if len(args.hidden) == 1 else f"{learner}, n={hidden}"
+            ax.plot(
+                [r["T"] for r in rows],
+                [r["temp_bytes"] / 1e6 for r in rows],
+                "o-",
+                label=label,
+            )
         ax.set(
             xscale="log", yscale="log", xlabel="sequence length T", ylabel="working memory (MB)"
         )

@@ -52,7 +52,31 @@ class DeckState(NamedTuple):
     dealt: Array  # int32
 
 
-class RepeatPrevious(Environment):
+class _OneDeck(Environment):
+    """A task on one deck whose observation shows one feature of the newest card."""
+
+    def show(self, card: Array) -> Array:
+        """The observation of ``card`` (one-hot suit by default)."""
+        return _one_hot(_suit(card), 4)
+
+    @property
+    def observation_size(self) -> int:
+        return 4
+
+    @property
+    def num_actions(self) -> int:
+        return 4
+
+    def reset_from(self, order: Array) -> tuple[Array, DeckState]:
+        """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
+        order = jnp.asarray(order, jnp.int32)
+        return self.show(order[0]), DeckState(order, jnp.ones((), jnp.int32))
+
+    def reset_env(self, key, params):
+        return self.reset_from(_shuffle(key))
+
+
+class RepeatPrevious(_OneDeck):
     """Say the suit of the card dealt ``k`` steps ago (POPGym's RepeatPrevious, Easy: k = 4).
 
     Observation: the new card's suit (one-hot, 4). Action: a suit. Reward ``±1/(52 - k)``
@@ -61,67 +85,38 @@ class RepeatPrevious(Environment):
 
     k: int = 4
 
-    @property
-    def observation_size(self) -> int:
-        return 4
-
-    @property
-    def num_actions(self) -> int:
-        return 4
-
-    def reset_from(self, order: Array) -> tuple[Array, DeckState]:
-        """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
-        order = jnp.asarray(order, jnp.int32)
-        return _one_hot(_suit(order[0]), 4), DeckState(order, jnp.ones((), jnp.int32))
-
-    def reset_env(self, key, params):
-        return self.reset_from(_shuffle(key))
-
     def step_env(self, key, state: DeckState, action, params):
         t = state.dealt
         target = _suit(state.order[jnp.maximum(t - self.k, 0)])
         reward = jnp.where(t >= self.k, _pm(action == target, 1 / (DECK - self.k)), 0.0)
         done = DECK - t == 1
-        obs = _one_hot(_suit(state.order[jnp.minimum(t, DECK - 1)]), 4)
+        obs = self.show(state.order[jnp.minimum(t, DECK - 1)])
         return obs, DeckState(state.order, t + 1), reward, done, {}
 
 
-class RepeatFirst(Environment):
+class RepeatFirst(_OneDeck):
     """Say the suit of the episode's first card (POPGym's RepeatFirst, Easy).
 
     Observation: the new card's suit (one-hot, 4). Reward ``±1/51``. 51 steps.
     """
 
-    @property
-    def observation_size(self) -> int:
-        return 4
-
-    @property
-    def num_actions(self) -> int:
-        return 4
-
-    def reset_from(self, order: Array) -> tuple[Array, DeckState]:
-        """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
-        order = jnp.asarray(order, jnp.int32)
-        return _one_hot(_suit(order[0]), 4), DeckState(order, jnp.ones((), jnp.int32))
-
-    def reset_env(self, key, params):
-        return self.reset_from(_shuffle(key))
-
     def step_env(self, key, state: DeckState, action, params):
         t = state.dealt
         reward = _pm(action == _suit(state.order[0]), 1 / (DECK - 1))
         done = DECK - t == 1
-        obs = _one_hot(_suit(state.order[jnp.minimum(t, DECK - 1)]), 4)
+        obs = self.show(state.order[jnp.minimum(t, DECK - 1)])
         return obs, DeckState(state.order, t + 1), reward, done, {}
 
 
-class HigherLower(Environment):
+class HigherLower(_OneDeck):
     """Guess whether the next card's rank is higher (action 0) or lower (POPGym, Easy).
 
     Observation: the current card's rank (one-hot, 13). Reward ``±1/52``, 0 on a tie.
     51 steps.
     """
+
+    def show(self, card: Array) -> Array:
+        return _one_hot(_rank(card), 13)
 
     @property
     def observation_size(self) -> int:
@@ -131,21 +126,14 @@ class HigherLower(Environment):
     def num_actions(self) -> int:
         return 2
 
-    def reset_from(self, order: Array) -> tuple[Array, DeckState]:
-        """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
-        order = jnp.asarray(order, jnp.int32)
-        return _one_hot(_rank(order[0]), 13), DeckState(order, jnp.ones((), jnp.int32))
-
-    def reset_env(self, key, params):
-        return self.reset_from(_shuffle(key))
-
     def step_env(self, key, state: DeckState, action, params):
         t = state.dealt
         done = DECK - t <= 1
         current = _rank(state.order[t - 1])
         new = _rank(state.order[jnp.minimum(t, DECK - 1)])
         reward = jnp.where(new == current, 0.0, _pm((new > current) == (action == 0), 1 / DECK))
-        return _one_hot(new, 13), DeckState(state.order, t + 1), reward, done, {}
+        obs = self.show(state.order[jnp.minimum(t, DECK - 1)])
+        return obs, DeckState(state.order, t + 1), reward, done, {}
 
 
 class CountRecallState(NamedTuple):
