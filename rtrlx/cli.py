@@ -214,15 +214,62 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", default=None, help="output directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _rl_parser(sub)
     return parser
 
 
-def _task_params(items: list[str]) -> dict:
+def _rl_parser(sub: Any) -> None:
+    from .rl.core import CORES
+    from .rl.run import AGENTS, RLConfig
+
+    d = RLConfig()
+    rl = sub.add_parser(
+        "rl",
+        help="train agents with recurrent cores online in a partially observable environment",
+        description="Reinforcement learning with a recurrent core whose gradients come from an "
+        "rtrlx learner: the online actor-critic AC(lambda) or PPO (real-time RTRL traces, or "
+        "truncated BPTT with --learner tbptt:k). All seeds run together as one vmap. Writes "
+        "DIR/summary.json (one record per seed), DIR/curves.jsonl, DIR/curve.png and a "
+        "checkpoint that --resume continues.",
+    )
+    rl.add_argument("--env", default=d.env, help=f"environment ({d.env}); see rtrlx.rl.make")
+    rl.add_argument("--core", default=d.core, help=f"{', '.join(CORES)} ({d.core})")
+    rl.add_argument("--agent", default=d.agent, help=f"{' or '.join(AGENTS)} ({d.agent})")
+    rl.add_argument(
+        "--learner",
+        default=None,
+        help="the core's learner (default: diag_rtrl for rtu/lru, tbptt:16 for gru)",
+    )
+    rl.add_argument("--hidden", type=_positive, default=None, help="core units (sized by budget)")
+    rl.add_argument(
+        "--recurrent-params",
+        type=_positive,
+        default=d.recurrent_params,
+        help=f"recurrent-parameter budget that sizes the core ({d.recurrent_params})",
+    )
+    rl.add_argument("--head-width", type=int, default=d.head_width, help="head MLP width (64)")
+    rl.add_argument("--steps", type=_positive, default=d.steps, help="env steps per seed")
+    rl.add_argument("--seeds", type=_positive, default=d.seeds, help=f"seeds ({d.seeds})")
+    rl.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    rl.add_argument("--chunks", type=_positive, default=d.chunks, help="progress updates (20)")
+    rl.add_argument("--lr", type=float, default=None, help="learning rate (the agent's default)")
+    rl.add_argument(
+        "--agent-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an agent hyperparameter, e.g. --agent-param lam=0.9 (repeatable)",
+    )
+    rl.add_argument("--out", default=None, help="output directory")
+    rl.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _task_params(items: list[str], flag: str = "--task-param") -> dict:
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--task-param expects NAME=VALUE, got {item!r}.")
+            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}.")
         try:
             params[name] = int(value)
         except ValueError:
@@ -408,6 +455,61 @@ def _compare(args: argparse.Namespace) -> int:
     _stdout_console().print(table)
     _plot_curves(curves, metric, os.path.join(out, "curves.png"), title=str(table.title or ""))
     err.print(f"summary: {os.path.join(out, 'summary.json')}, curves: {out}/curves.png")
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ._errors import RtrlxError
+    from .rl.run import RLConfig, build, train
+
+    err = Console(stderr=True)
+    try:
+        agent_params = _task_params(args.agent_param, "--agent-param")
+        if args.lr is not None:
+            agent_params["lr"] = args.lr
+        config = RLConfig(
+            env=args.env,
+            core=args.core,
+            agent=args.agent,
+            learner=args.learner,
+            hidden=args.hidden,
+            recurrent_params=args.recurrent_params,
+            head_width=args.head_width,
+            steps=args.steps,
+            seeds=args.seeds,
+            seed=args.seed,
+            chunks=args.chunks,
+            agent_params=agent_params,
+        )
+        setup = build(config)
+    except (ValueError, TypeError, RtrlxError) as exc:
+        err.print(f"[red]rtrlx rl: {exc}[/red]")
+        return 2
+    metric = "msre" if setup.prediction else "return"
+    label = f"{config.agent} {config.core}/{config.learner_spec} n={setup.hidden} on {config.env}"
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, TextColumn("{task.fields[info]}"), console=err) as bar:
+        task = bar.add_task(label, total=config.steps, info="compiling")
+
+        last = {"step": 0}
+
+        def show(record: dict) -> None:
+            values = [v for v in record[metric] if v is not None]
+            mean = f"{sum(values) / len(values):.3g}" if values else "-"
+            rate = (record["step"] - last["step"]) * config.seeds / record["seconds"]
+            last["step"] = record["step"]
+            info = f"{metric} {mean} (mean of seeds)  {rate:,.0f} env steps/s"
+            bar.update(task, completed=record["step"], info=info)
+
+        try:
+            summary = train(config, out=args.out, resume=args.resume, on_chunk=show)
+        except (RtrlxError, ValueError) as exc:
+            err.print(f"[red]rtrlx rl: {exc}[/red]")
+            return 1
+    print(json.dumps(summary["records"], indent=2))
     return 0
 
 
@@ -739,6 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(args)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "rl":
+        return _rl(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

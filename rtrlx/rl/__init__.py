@@ -1,8 +1,11 @@
 """Partially observable environments in JAX, gymnax-style: ``rtrlx.rl.make(name)``."""
 
-from typing import Any
-
 from ._base import Environment as Environment
+from ._registry import ENVIRONMENTS as ENVIRONMENTS
+from ._registry import make as make
+from .actor_critic import ACConfig as ACConfig
+from .actor_critic import Agent as Agent
+from .actor_critic import actor_critic as actor_critic
 from .conditioning import TraceConditioning as TraceConditioning
 from .conditioning import TracePatterning as TracePatterning
 from .conditioning import return_error as return_error
@@ -13,45 +16,7 @@ from .popgym import CountRecall as CountRecall
 from .popgym import HigherLower as HigherLower
 from .popgym import RepeatFirst as RepeatFirst
 from .popgym import RepeatPrevious as RepeatPrevious
-
-#: Every environment by name (POPGym's names for its tasks).
-ENVIRONMENTS: dict[str, type[Environment]] = {
-    "RepeatPreviousEasy": RepeatPrevious,
-    "RepeatFirstEasy": RepeatFirst,
-    "CountRecallEasy": CountRecall,
-    "AutoencodeEasy": Autoencode,
-    "HigherLowerEasy": HigherLower,
-    "TraceConditioning": TraceConditioning,
-    "TracePatterning": TracePatterning,
-}
-
-
-def make(name: str) -> tuple[Environment, Any]:
-    """An environment and its default parameters, by name (as ``gymnax.make``).
-
-    Args:
-        name: one of :data:`ENVIRONMENTS` or :data:`CONTROL` (gymnax-wrapped).
-
-    Returns:
-        ``(env, params)``.
-
-    Raises:
-        ValueError: for an unknown name, listing the valid ones.
-
-    Examples:
-        >>> import jax
-        >>> env, params = make("RepeatPreviousEasy")
-        >>> obs, state = env.reset(jax.random.key(0), params)
-        >>> obs.shape, env.num_actions
-        ((4,), 4)
-    """
-    if name in CONTROL:
-        env = GymnaxControl(name)
-        return env, env.default_params()
-    if name not in ENVIRONMENTS:
-        raise ValueError(
-            f"unknown environment {name!r}; valid environments: "
-            f"{', '.join([*ENVIRONMENTS, *CONTROL])}."
-        )
-    env = ENVIRONMENTS[name]()
-    return env, env.default_params()
+from .ppo import PPOConfig as PPOConfig
+from .ppo import ppo as ppo
+from .run import RLConfig as RLConfig
+from .run import train as train

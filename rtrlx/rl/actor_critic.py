@@ -74,6 +74,7 @@ class Agent(NamedTuple):
         streams: parallel environment streams per seed.
         network: ``network(state) -> (cell, head)``.
         gamma: the discount in use.
+        parts: the agent's inner functions by name, for tests and inspection.
     """
 
     init: Any
@@ -82,6 +83,7 @@ class Agent(NamedTuple):
     streams: int
     network: Any
     gamma: float
+    parts: dict | None = None
 
 
 def env_gamma(params: Any, gamma: float | None) -> float:

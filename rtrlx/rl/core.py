@@ -91,6 +91,7 @@ class ActorCriticHead(eqx.Module):
         self.policy = eqx.nn.MLP(features, actions, width or 1, depth, jax.nn.tanh, key=k_p)
 
     def __call__(self, features: Array) -> Array:
+        """``[v, logits]`` from the core's features."""
         return jnp.concatenate([self.value(features), self.policy(features)])
 
 
