@@ -509,6 +509,8 @@ def _rl(args: argparse.Namespace) -> int:
         except (RtrlxError, ValueError) as exc:
             err.print(f"[red]rtrlx rl: {exc}[/red]")
             return 1
+    if summary["interrupted"]:
+        err.print(f"interrupted at step {summary['records'][0]['steps']}; --resume continues")
     print(json.dumps(summary["records"], indent=2))
     return 0
 

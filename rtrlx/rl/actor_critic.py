@@ -21,6 +21,7 @@ from jax import lax
 
 from .._errors import UnsupportedCellError
 from ..learners._base import Learner
+from ..train import _standard
 from ._base import Environment
 from .core import ActorCriticHead, entropy, reset_where, split_output
 
@@ -185,7 +186,7 @@ def actor_critic(
         memory = reset_where(s.new_episode, s.memory, learner.init(cell, key=k_act))
         features = cell.features(cell(memory.hidden, s.obs))
         value, log_probs = split_output(head(features))
-        action = jax.random.categorical(k_act, log_probs)
+        action = jax.random.categorical(k_act, log_probs).astype(jnp.int32)
         bootstrap = jnp.where(s.new_episode, 0.0, value)
         delta = jnp.where(s.started, s.reward + gamma * bootstrap - s.value, 0.0)
         memory, _, grads = learner.step(cell, head, score, memory, s.obs, action)
@@ -200,7 +201,7 @@ def actor_critic(
             direction[0],
             jax.tree.map(lambda d, g: d - config.entropy_coef * g, direction[1], ent),
         )
-        updates, opt_state = optimizer.update(direction, s.opt_state, s.params)
+        updates, opt_state = _standard(optimizer.update, direction, s.opt_state, s.params)
         params = optax.apply_updates(s.params, updates)
         decay = gamma * config.lam * (1.0 - s.new_episode.astype(value.dtype))
         trace = jax.tree.map(lambda e, g: decay * e + g, s.trace, grads)

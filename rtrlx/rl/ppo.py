@@ -27,7 +27,8 @@ import optax
 from jax import lax
 
 from .._errors import UnsupportedCellError
-from ..learners._base import Learner
+from ..learners._base import Learner, batch_init
+from ..train import _standard
 from ._base import Environment
 from .actor_critic import Agent, _network, env_gamma
 from .core import entropy, reset_where, split_output
@@ -212,7 +213,7 @@ def ppo(
     def fresh(cell, key):
         if k is None:
             return learner.init(cell, key=key, batch_size=config.envs)
-        return jnp.broadcast_to(cell.init_state(), (config.envs, *cell.init_state().shape))
+        return batch_init(cell, config.envs, cell.init_state)
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
@@ -255,7 +256,7 @@ def ppo(
             before = memory
             memory, out = advance(cell, head, memory, obs)
             values, log_probs = jax.vmap(split_output)(out)
-            action = jax.random.categorical(k_act, log_probs)
+            action = jax.random.categorical(k_act, log_probs).astype(jnp.int32)
             log_prob = jnp.take_along_axis(log_probs, action[:, None], 1)[:, 0]
             keys = jax.random.split(k_env, config.envs)
             obs2, env_state, reward, done, _ = vstep(keys, env_state, action, env_params)
@@ -349,7 +350,7 @@ def ppo(
             def minibatch(carry, mb):
                 params, opt_state = carry
                 loss, grads = minibatch_grads(params, *mb)
-                updates, opt_state = optimizer.update(grads, opt_state, params)
+                updates, opt_state = _standard(optimizer.update, grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), loss
 
             return lax.scan(minibatch, (params, opt_state), shuffled)

@@ -201,7 +201,8 @@ def train(
         on_chunk: called with each chunk's record (for progress bars).
 
     Returns:
-        ``{"config", "records": [one per seed], "chunks": [per-chunk records]}``; a seed's
+        ``{"config", "records": [one per seed], "chunks": [per-chunk records],
+        "interrupted"}`` (Ctrl-C stops after the last finished chunk); a seed's
         record has env, core, learner, agent, seed, hidden, recurrent_params, steps,
         final_return (and final_msre on prediction tasks), steps_per_second (this seed's
         environment steps per second while all seeds ran together) and
@@ -239,31 +240,37 @@ def train(
     if out:
         os.makedirs(out, exist_ok=True)
     first = len(chunks)
-    for index in range(first, setup.chunks):
-        tic = time.perf_counter()
-        state, records = run_chunk(state)
-        jax.block_until_ready(records)
-        seconds = time.perf_counter() - tic
-        cell, head = agent.network(state)
-        leaves = jax.tree.leaves(eqx.filter((cell, head), eqx.is_inexact_array))
-        if not all(np.isfinite(np.asarray(a)).all() for a in leaves):
-            raise TrainingError(
-                f"{config.agent} with {config.core}/{config.learner_spec} on {config.env}: "
-                f"the parameters became non-finite in chunk {index + 1}. Lower --lr."
-            )
-        record = {
-            "step": (index + 1) * per_chunk,
-            "seconds": seconds,
-            "compiled": index == first,  # this chunk's time includes compiling
-            **chunk_metrics(records, agent.gamma, setup.prediction),
-        }
-        chunks.append(record)
-        if out:
-            with open(os.path.join(out, "curves.jsonl"), "a" if index else "w") as fh:
-                fh.write(json.dumps(record) + "\n")
-            _save(out, state, {"config": _jsonable(config), "chunks": chunks})
-        if on_chunk:
-            on_chunk(record)
+    interrupted = False
+    try:
+        for index in range(first, setup.chunks):
+            tic = time.perf_counter()
+            state, records = run_chunk(state)
+            jax.block_until_ready(records)
+            seconds = time.perf_counter() - tic
+            cell, head = agent.network(state)
+            leaves = jax.tree.leaves(eqx.filter((cell, head), eqx.is_inexact_array))
+            if not all(np.isfinite(np.asarray(a)).all() for a in leaves):
+                raise TrainingError(
+                    f"{config.agent} with {config.core}/{config.learner_spec} on {config.env}: "
+                    f"the parameters became non-finite in chunk {index + 1}. Lower --lr."
+                )
+            record = {
+                "step": (index + 1) * per_chunk,
+                "seconds": seconds,
+                "compiled": index == first,  # this chunk's time includes compiling
+                **chunk_metrics(records, agent.gamma, setup.prediction),
+            }
+            chunks.append(record)
+            if out:
+                with open(os.path.join(out, "curves.jsonl"), "a" if index else "w") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                _save(out, state, {"config": _jsonable(config), "chunks": chunks})
+            if on_chunk:
+                on_chunk(record)
+    except KeyboardInterrupt:  # the checkpoint of the last chunk stays
+        if not chunks:
+            raise
+        interrupted = True
     timed = [c for c in chunks if not c["compiled"]] or chunks
     rate = float(np.median([per_chunk / c["seconds"] for c in timed]))
     finals = final_metrics(chunks, setup.prediction, config.seeds)
@@ -283,7 +290,12 @@ def train(
         }
         for s in range(config.seeds)
     ]
-    summary = {"config": _jsonable(config), "records": records, "chunks": chunks}
+    summary = {
+        "config": _jsonable(config),
+        "records": records,
+        "chunks": chunks,
+        "interrupted": interrupted,
+    }
     if out:
         with open(os.path.join(out, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=2)
