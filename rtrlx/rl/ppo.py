@@ -334,9 +334,11 @@ def ppo(
             )
         else:  # samples are k-step sequences: (rollout/k * envs, k, ...)
 
+            length = k
+
             def sequences(a):
-                a = a.reshape(config.rollout // k, k, config.envs, *a.shape[2:])
-                return jnp.swapaxes(a, 1, 2).reshape(-1, k, *a.shape[3:])
+                a = a.reshape(config.rollout // length, length, config.envs, *a.shape[2:])
+                return jnp.swapaxes(a, 1, 2).reshape(-1, length, *a.shape[3:])
 
             data = jax.tree.map(sequences, (steps, advantages, targets))
 
