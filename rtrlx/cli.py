@@ -625,7 +625,7 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .bench import time_per_step
+    from .bench import matmul_rate, time_per_step
 
     err = Console(stderr=True)
     try:
@@ -660,15 +660,22 @@ def _bench(args: argparse.Namespace) -> int:
             )
             bar.advance(task)
     memory = _bench_memory(args, err) if args.memory_steps else []
+    limit = matmul_rate() if any(r.influence_flops_per_step for r in results) else None
     base = {r.hidden: r.seconds_per_step for r in results if r.learner == "bptt"}
     table = Table(
         title=f"time per step, {args.cell}, batch {args.batch}, "
         f"{jax.devices()[0].platform}, {jax.numpy.zeros(()).dtype}"
     )
     columns = ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s")
-    for col in (*columns, "state floats/stream"):
+    for col in (*columns, "state floats/stream", "GFLOP/s (XLA count)"):
         table.add_column(col, justify="left" if col == "learner" else "right")
     for r in results:
+        rate = "-"
+        if r.flops_per_step:
+            rate = f"{r.flops_per_step / r.seconds_per_step / 1e9:.3g}"
+            if r.influence_flops_per_step and limit:
+                share = r.influence_flops_per_step / r.seconds_per_step / limit
+                rate += f" ({100 * share:.0f}% of matmul in the influence update)"
         table.add_row(
             r.learner,
             str(r.hidden),
@@ -678,8 +685,15 @@ def _bench(args: argparse.Namespace) -> int:
             f"{100 * r.spread:.0f}%",
             f"{r.compile_seconds:.1f}",
             f"{r.state_floats:,}" + (" (grows with T)" if r.learner == "bptt" else ""),
+            rate,
         )
     _stdout_console().print(table)
+    if limit:
+        err.print(
+            f"matmul rate on this machine: {limit / 1e9:.3g} GFLOP/s (2048 x 2048, "
+            f"{jax.numpy.zeros(()).dtype}, median of 5); exact RTRL's influence update is a "
+            "dense matmul, so this is the rate it can approach."
+        )
     if memory:
         _print_memory(args, memory)
     if args.json:
@@ -689,6 +703,7 @@ def _bench(args: argparse.Namespace) -> int:
             "cpus": jax.device_count(),
             "results": [r.as_dict() for r in results],
             "memory": memory,
+            "matmul_flops_per_second": limit,
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)

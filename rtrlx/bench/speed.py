@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from ..learners import make
 from ..losses import mse
 from ..sequence import sequence_grads
+from .flops import influence_flops, xla_flops
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class SpeedResult:
     # Floats in one stream's learner state (hidden state and traces): constant in T for a
     # streaming learner; for BPTT, the T hidden states it stores.
     state_floats: int
+    # Floating-point operations of one streaming step on the whole batch, as XLA counts them
+    # in the compiled step (None for BPTT and inference, which have no step).
+    flops_per_step: float | None = None
+    # Exact RTRL's influence update alone, counted by hand (``bench.influence_flops``).
+    influence_flops_per_step: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
@@ -210,6 +216,11 @@ def time_per_step(
         state_floats = steps * _floats(module.init_state())
     run = jax.jit(_function(learner, module, head))
     median, spread, compile_seconds = _median_seconds(lambda: run(xs, ys), repeats)
+    flops = influence = None
+    if built is not None and built.online:
+        flops = xla_flops(learner.removesuffix(STREAM), module, head, batch)
+        if built.name == "rtrl":
+            influence = influence_flops(module, batch)
     return SpeedResult(
         learner=learner,
         cell=cell,
@@ -221,4 +232,6 @@ def time_per_step(
         compile_seconds=compile_seconds,
         repeats=repeats,
         state_floats=state_floats,
+        flops_per_step=flops,
+        influence_flops_per_step=influence,
     )

@@ -333,7 +333,6 @@ def ppo(
                 lambda a: a.reshape(-1, *a.shape[2:]), (steps, advantages, targets)
             )
         else:  # samples are k-step sequences: (rollout/k * envs, k, ...)
-
             length = k
 
             def sequences(a):

@@ -1,0 +1,32 @@
+"""The FLOP count of exact RTRL: by hand, and what XLA counts in the compiled step."""
+
+import equinox as eqx
+import jax
+import pytest
+
+import rtrlx
+from rtrlx.bench.flops import influence_flops, matmul_rate, xla_flops
+
+
+def test_influence_flops_matches_hand_counts():
+    # Elman, 3 units, input 2: weight 3 x (3 + 2) and bias 3, P = 18; J_h M is a
+    # (3 x 3) @ (3 x 18) matmul, 2 * 3 * 3 * 18 = 324 operations, and adding J_θ 54 more.
+    assert influence_flops(rtrlx.cells.Elman(2, 3, key=jax.random.key(0))) == 324 + 54
+    # GRU, 3 units, input 2: w_x 9 x 2, w_h 9 x 3, b_x 9, b_h 9, P = 63.
+    assert influence_flops(rtrlx.cells.GRU(2, 3, key=jax.random.key(0))) == 2 * 9 * 63 + 3 * 63
+    # LRU, 3 complex units (6 real state entries), input 2: ν, θ, γ (3 each), B re/im 3 x 2.
+    lru = rtrlx.cells.LRU(2, 3, key=jax.random.key(0))
+    assert influence_flops(lru, batch=4) == 4 * (2 * 36 * 21 + 6 * 21)
+
+
+@pytest.mark.parametrize(("hidden", "bound"), [(32, 1.10), (64, 1.05)])
+def test_xla_counts_little_beyond_the_influence_update(hidden, bound):
+    """The compiled rtrl step does the O(n^4) update and only lower-order work besides."""
+    cell = rtrlx.cells.Elman(8, hidden, key=jax.random.key(0))
+    head = eqx.nn.Linear(hidden, 8, key=jax.random.key(1))
+    ratio = xla_flops("rtrl", cell, head, batch=2) / influence_flops(cell, batch=2)
+    assert 1.0 < ratio < bound, ratio
+
+
+def test_matmul_rate_is_a_rate():
+    assert matmul_rate(size=64, repeats=3) > 1e6  # FLOP/s: any machine does a million
