@@ -116,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated T at which to report compiled working memory (none)",
     )
     bench.add_argument("--plot", metavar="PNG", default=None, help="memory-vs-T plot here")
+    bench.add_argument(
+        "--suite",
+        choices=["default", "tiny"],
+        default=None,
+        help="run a fixed suite with its targets instead (default: about 10 min on 2 cores); "
+        "--json and --plot-dir apply",
+    )
+    bench.add_argument(
+        "--plot-dir", default=None, help="with --suite: write time_vs_n.png, memory_vs_T.png"
+    )
     bench.add_argument("--json", metavar="FILE", default=None, help="also write JSON here")
 
     from .bench.noise import DEFAULT_CELLS as NOISE_CELLS
@@ -628,6 +638,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import matmul_rate, time_per_step
 
     err = Console(stderr=True)
+    if args.suite:
+        return _bench_suite(args, err)
     try:
         from .bench import resolve_learner
         from .train import DEEP_CELLS
@@ -707,6 +719,77 @@ def _bench(args: argparse.Namespace) -> int:
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)
+    return 0
+
+
+def _bench_suite(args: argparse.Namespace, err: Any) -> int:
+    """``rtrlx bench --suite NAME``: every case's table, then the targets, met or not."""
+    import platform
+
+    import jax
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .bench.suite import SUITES, plot_suite, run_suite
+
+    cases = SUITES[args.suite]
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("benchmark suite", total=None)
+        report = run_suite(
+            cases,
+            repeats=args.repeats,
+            on_progress=lambda text: bar.update(task, description=text),
+        )
+    console = _stdout_console()
+    limit = report["matmul_flops_per_second"]
+    for case in report["cases"]:
+        base = {
+            r["hidden"]: r["seconds_per_step"] for r in case["results"] if r["learner"] == "bptt"
+        }
+        table = Table(title=f"{case['case']}: {case['cell']}, batch {case['batch']}")
+        for col in (
+            "learner",
+            "hidden",
+            "T",
+            "ms/step",
+            "vs bptt",
+            "spread",
+            "compile s",
+            "GFLOP/s",
+        ):
+            table.add_column(col, justify="left" if col == "learner" else "right")
+        for r in case["results"]:
+            rate = (
+                r["flops_per_step"] / r["seconds_per_step"] / 1e9 if r["flops_per_step"] else None
+            )
+            table.add_row(
+                r["learner"],
+                str(r["hidden"]),
+                str(r["steps"]),
+                f"{1e3 * r['seconds_per_step']:.4g}",
+                f"{r['seconds_per_step'] / base[r['hidden']]:.3g}x",
+                f"{100 * r['spread']:.0f}%",
+                f"{r['compile_seconds']:.1f}",
+                "-" if rate is None else f"{rate:.3g}",
+            )
+        console.print(table)
+    targets = Table(title=f"targets (matmul rate {limit / 1e9:.3g} GFLOP/s on this machine)")
+    for col in ("case", "target", "measured", "met"):
+        targets.add_column(col)
+    for case in report["cases"]:
+        for t in case["targets"]:
+            value = f"{100 * t['value']:.0f}%" if t["unit"] == "of matmul" else f"{t['value']:.3g}"
+            unit = "" if t["unit"] == "of matmul" else f" {t['unit']}"
+            met = "[green]yes[/]" if t["met"] else "[red]no[/]"
+            targets.add_row(case["case"], t["target"], value + unit, met)
+    console.print(targets)
+    report |= {"suite": args.suite, "machine": platform.platform(), "cpus": jax.device_count()}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    if args.plot_dir:
+        for path in plot_suite(report, args.plot_dir):
+            err.print(f"wrote {path}")
     return 0
 
 

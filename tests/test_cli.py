@@ -122,6 +122,21 @@ def test_bench_tiny_config_writes_json(tmp_path, capsys):
     assert by_learner[("bptt", 4)] == 12 * 2 * 4  # T complex states: grows with T
 
 
+def test_bench_suite_runs_end_to_end_and_evaluates_targets(tmp_path, capsys):
+    out, plots = tmp_path / "suite.json", tmp_path / "plots"
+    argv = ["bench", "--suite", "tiny", "--repeats", "1", "--json", str(out)]
+    assert main([*argv, "--plot-dir", str(plots)]) == 0
+    report = json.loads(out.read_text())
+    (case,) = report["cases"]
+    assert {r["learner"] for r in case["results"]} == {"bptt", "rtrl", "snap:1"}
+    assert [t["met"] for t in case["targets"]] == [True, True]
+    rtrl = next(r for r in case["results"] if r["learner"] == "rtrl")
+    assert rtrl["influence_flops_per_step"] > 0 and rtrl["flops_per_step"] > 0
+    assert report["matmul_flops_per_second"] > 0
+    assert (plots / "memory_vs_T.png").exists()
+    assert "targets" in capsys.readouterr().out
+
+
 def test_bench_deep_stack_memory_against_t(tmp_path, capsys):
     """Streaming online_deep's working memory is flat in T and BPTT's grows (XLA's compiled
     plan, nothing timed)."""

@@ -1,0 +1,345 @@
+"""The default benchmark suite: the configurations rtrlx is held to, with their targets.
+
+Each :class:`Case` is a cell, sizes and learners timed against BPTT in one run; each
+:class:`Target` reads the case's measurements and says whether a goal is met. The targets
+are those of the project's speed issue: ratios to BPTT measured in the same run, and
+absolute times against the research implementations measured on this kind of 2-core
+machine (their times are in each target's text).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .flops import matmul_rate
+from .speed import SpeedResult, compiled_memory, time_per_step
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal on a case's measurements.
+
+    Attributes:
+        text: what is promised, and against what.
+        measure: ``measure(results, context) -> (value, met)``; ``results`` maps
+            ``(learner, hidden)`` to a :class:`SpeedResult`, ``context`` holds the matmul
+            rate and the memory plans.
+        unit: how ``value`` reads.
+    """
+
+    text: str
+    measure: Callable[[dict, dict], tuple[float, bool]]
+    unit: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration: ``learners`` and BPTT on ``cell`` at each of ``hidden``."""
+
+    name: str
+    cell: str
+    hidden: tuple[int, ...]
+    learners: tuple[str, ...]
+    steps: int
+    batch: int
+    input_size: int = 16
+    layers: int = 1
+    learner_steps: dict[str, int] = field(default_factory=dict)  # shorter T for costly ones
+    memory_steps: tuple[int, ...] = ()
+    targets: tuple[Target, ...] = ()
+
+
+def _ms(learner: str, hidden: int, limit: float) -> Callable[[dict, dict], tuple[float, bool]]:
+    def measure(results: dict, context: dict) -> tuple[float, bool]:
+        ms = 1e3 * results[(learner, hidden)].seconds_per_step
+        return ms, ms <= limit
+
+    return measure
+
+
+def _ratio(learner: str, hidden: int, limit: float) -> Callable[[dict, dict], tuple[float, bool]]:
+    def measure(results: dict, context: dict) -> tuple[float, bool]:
+        r = (
+            results[(learner, hidden)].seconds_per_step
+            / results[("bptt", hidden)].seconds_per_step
+        )
+        return r, r <= limit
+
+    return measure
+
+
+def _matmul_share(hidden: int, floor: float) -> Callable[[dict, dict], tuple[float, bool]]:
+    def measure(results: dict, context: dict) -> tuple[float, bool]:
+        r: SpeedResult = results[("rtrl", hidden)]
+        share = (r.influence_flops_per_step or 0) / r.seconds_per_step / context["matmul"]
+        return share, share >= floor
+
+    return measure
+
+
+def _flat_memory(learner: str, tolerance: float) -> Callable[[dict, dict], tuple[float, bool]]:
+    def measure(results: dict, context: dict) -> tuple[float, bool]:
+        plans = sorted(
+            (m for m in context["memory"] if m["learner"] == learner), key=lambda m: m["T"]
+        )
+        growth = plans[-1]["temp_bytes"] / max(plans[0]["temp_bytes"], 1)
+        return growth, growth <= 1 + tolerance
+
+    return measure
+
+
+#: The default suite (about 10 minutes on 2 CPU cores).
+DEFAULT: tuple[Case, ...] = (
+    Case(
+        "rnn64",
+        "elman",
+        (64,),
+        ("rtrl", "kf_rtrl", "uoro", "rflo"),
+        steps=1000,
+        batch=1,
+        targets=(
+            Target(
+                "KF-RTRL >= 5x the numpy framework (0.2 ms/step)", _ms("kf_rtrl", 64, 0.04), "ms"
+            ),
+            Target("UORO >= 5x the numpy framework (0.2 ms/step)", _ms("uoro", 64, 0.04), "ms"),
+            Target("RFLO >= 5x the numpy framework (0.12 ms/step)", _ms("rflo", 64, 0.024), "ms"),
+            Target("RTRL >= 5x the numpy framework (1.3 ms/step)", _ms("rtrl", 64, 0.26), "ms"),
+        ),
+    ),
+    Case(
+        "ok-rhn128",
+        "rhn",
+        (128,),
+        ("ok:16",),
+        steps=200,
+        batch=16,
+        learner_steps={"ok:16": 20},
+        targets=(
+            Target(
+                "OK rank 16 >= 20x the official TF code (0.47 s/step)",
+                _ms("ok:16", 128, 23.5),
+                "ms",
+            ),
+        ),
+    ),
+    Case(
+        "gru",
+        "gru",
+        (32, 64, 128),
+        ("rtrl", "snap:1"),
+        steps=1000,
+        batch=16,
+        learner_steps={"rtrl": 10},
+        targets=(
+            Target(
+                "exact RTRL, n=128: influence update >= 60% of the matmul rate",
+                _matmul_share(128, 0.6),
+                "of matmul",
+            ),
+            Target(
+                "snap(1), n=128, T=1000: >= 2x braintrace D_RTRL (1,500 steps/s)",
+                _ms("snap:1", 128, 1e3 / 3000),
+                "ms",
+            ),
+        ),
+    ),
+    Case(
+        "diag-lru256",
+        "lru",
+        (256,),
+        ("diag_rtrl",),
+        steps=10_000,
+        batch=16,
+        memory_steps=(1000, 10_000, 100_000),
+        targets=(
+            Target("diag_rtrl <= 1.0x BPTT (same run)", _ratio("diag_rtrl", 256, 1.0), "x"),
+            Target(
+                "diag_rtrl >= 5x braintrace D_RTRL (1,500 steps/s)",
+                _ms("diag_rtrl", 256, 1e3 / 7500),
+                "ms",
+            ),
+            Target(
+                "diag_rtrl memory at T=100k within 10% of T=1k",
+                _flat_memory("diag_rtrl", 0.1),
+                "x",
+            ),
+        ),
+    ),
+    Case(
+        "online-deep",
+        "deep-lru",
+        (64, 128),
+        ("online_deep", "online_deep/stream", "inference"),
+        steps=48,
+        batch=50,
+        input_size=8,
+        targets=(
+            Target(
+                "online_deep, d_model 64: <= 1.0x BPTT (the reference: 5.7-7.8x)",
+                _ratio("online_deep", 64, 1.0),
+                "x",
+            ),
+            Target(
+                "online_deep, d_model 128: <= 1.0x BPTT",
+                _ratio("online_deep", 128, 1.0),
+                "x",
+            ),
+        ),
+    ),
+)
+
+#: A seconds-long suite for tests: the same code paths on tiny sizes.
+TINY: tuple[Case, ...] = (
+    Case(
+        "tiny",
+        "gru",
+        (4,),
+        ("rtrl", "snap:1"),
+        steps=10,
+        batch=2,
+        input_size=2,
+        memory_steps=(10, 100),
+        targets=(
+            Target("rtrl within 1000x BPTT", _ratio("rtrl", 4, 1000.0), "x"),
+            Target("snap:1 memory flat", _flat_memory("snap:1", 0.1), "x"),
+        ),
+    ),
+)
+
+SUITES = {"default": DEFAULT, "tiny": TINY}
+
+
+def run_suite(
+    cases: tuple[Case, ...], *, repeats: int = 5, on_progress: Callable[[str], None] | None = None
+) -> dict:
+    """Measure every case and evaluate its targets.
+
+    Args:
+        cases: the suite, e.g. :data:`DEFAULT`.
+        repeats: timed repetitions per measurement (the median is kept).
+        on_progress: called with a description before each measurement.
+
+    Returns:
+        ``{"matmul_flops_per_second", "cases": [{"case", "results", "memory",
+        "targets"}]}``, JSON-ready.
+    """
+    say = on_progress or (lambda text: None)
+    say("matmul rate")
+    context: dict = {"matmul": matmul_rate()}
+    out = []
+    for case in cases:
+        results: dict = {}
+        for hidden in case.hidden:
+            for learner in ("bptt", *case.learners):
+                say(f"{case.name}: {learner} on {case.cell} n={hidden}")
+                results[(learner, hidden)] = time_per_step(
+                    learner,
+                    case.cell,
+                    hidden=hidden,
+                    steps=case.learner_steps.get(learner, case.steps),
+                    batch=case.batch,
+                    input_size=case.input_size,
+                    repeats=repeats,
+                    layers=case.layers,
+                )
+        memory = []
+        for learner in ("bptt", *case.learners) if case.memory_steps else ():
+            for steps in case.memory_steps:
+                say(f"{case.name}: memory plan of {learner} at T={steps}")
+                plan = compiled_memory(
+                    learner,
+                    case.cell,
+                    hidden=case.hidden[-1],
+                    steps=steps,
+                    batch=case.batch,
+                    input_size=case.input_size,
+                    layers=case.layers,
+                )
+                memory.append({"learner": learner, "hidden": case.hidden[-1], "T": steps, **plan})
+        context["memory"] = memory
+        targets = []
+        for target in case.targets:
+            value, met = target.measure(results, context)
+            targets.append(
+                {"target": target.text, "value": value, "unit": target.unit, "met": met}
+            )
+        out.append(
+            {
+                "case": case.name,
+                "cell": case.cell,
+                "batch": case.batch,
+                "input": case.input_size,
+                "results": [r.as_dict() for r in results.values()],
+                "memory": memory,
+                "targets": targets,
+            }
+        )
+    return {"matmul_flops_per_second": context["matmul"], "cases": out}
+
+
+def plot_suite(report: dict, directory: str) -> list[str]:
+    """``time_vs_n.png`` (cases timed at several sizes) and ``memory_vs_T.png``.
+
+    Returns:
+        The paths written.
+    """
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    scaling = [c for c in report["cases"] if len({r["hidden"] for r in c["results"]}) > 1]
+    if scaling:
+        fig, axes = plt.subplots(1, len(scaling), figsize=(5 * len(scaling), 4), squeeze=False)
+        for ax, case in zip(axes[0], scaling, strict=True):
+            learners = list(dict.fromkeys(r["learner"] for r in case["results"]))
+            for i, learner in enumerate(learners):
+                rows = sorted(
+                    (r for r in case["results"] if r["learner"] == learner),
+                    key=lambda r: r["hidden"],
+                )
+                ax.loglog(
+                    [r["hidden"] for r in rows],
+                    [1e3 * r["seconds_per_step"] for r in rows],
+                    "o-",
+                    color=f"C{i}",
+                    label=learner,
+                )
+            ax.set_xlabel("hidden units n")
+            ax.set_ylabel("ms per step")
+            ax.set_title(f"{case['case']}: {case['cell']}, batch {case['batch']}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(directory, "time_vs_n.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    with_memory = [c for c in report["cases"] if c["memory"]]
+    if with_memory:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        i = 0
+        for case in with_memory:
+            for learner in dict.fromkeys(m["learner"] for m in case["memory"]):
+                rows = [m for m in case["memory"] if m["learner"] == learner]
+                ax.loglog(
+                    [m["T"] for m in rows],
+                    [max(m["temp_bytes"], 1) / 1e6 for m in rows],
+                    "o-",
+                    color=f"C{i}",
+                    label=f"{case['case']}: {learner}",
+                )
+                i += 1
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("working memory, MB (XLA's plan)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(directory, "memory_vs_T.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
