@@ -56,6 +56,26 @@ def expand_units(values: Array, units: np.ndarray) -> Array:
     return values[..., units]
 
 
+def _row_units(units: np.ndarray, n: int) -> int | np.ndarray | None:
+    """How a parameter's units follow its first axis.
+
+    Returns:
+        A block count when they are ``tile(arange(n))`` along it, the row-to-unit array when
+        they vary along that axis only, or None.
+    """
+    units = np.asarray(units)
+    if units.ndim == 0:
+        return None
+    rows = units.reshape(units.shape[0], -1)[:, 0]
+    if not np.array_equal(
+        units, np.broadcast_to(rows.reshape((-1,) + (1,) * (units.ndim - 1)), units.shape)
+    ):
+        return None
+    if rows.size % n == 0 and np.array_equal(rows, np.tile(np.arange(n), rows.size // n)):
+        return rows.size // n
+    return rows
+
+
 def carry_traces(blocks: Array, traces: PyTree[Array], param_units: PyTree) -> PyTree[Array]:
     """``sum_b J_h[a, b, unit] * trace[b]`` for every trace: the past carried one step.
 
@@ -162,7 +182,13 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
         axes = (0, 1) if batched else (0,)
 
         def contract(tr, pu, g):
-            return g + jnp.sum(expand_units(delta, pu) * tr, axis=axes)
+            rows = _row_units(pu, delta.shape[-1])
+            if rows is None:
+                return g + jnp.sum(expand_units(delta, pu) * tr, axis=axes)
+            # Units vary along the first axis only: one contraction over batch and S, which
+            # XLA:CPU runs 25x faster than the broadcast product and sum (GRU, n = 128).
+            d = jnp.tile(delta, rows) if isinstance(rows, int) else delta[..., rows]
+            return g + jnp.einsum("bsr,bsr...->r..." if batched else "sr,sr...->r...", d, tr)
 
         g_cell = jax.tree.map(contract, trace, param_units, g_direct)
         return TraceState(hidden, trace), loss, (g_cell, g_head)
