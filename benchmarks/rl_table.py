@@ -1,6 +1,6 @@
 """Tables and curves of `benchmarks/rl.sh`: final return (or return error) per core.
 
-Usage: python benchmarks/rl_table.py benchmarks/rl
+Usage: python benchmarks/rl_table.py benchmarks/rl [benchmarks/rl-speed]
 Reads every DIR/*/summary.json, prints one markdown table per agent (mean ± standard
 deviation over seeds, with the range, and environment steps per second), with a baseline
 column: the uniform random policy's return, or on the prediction tasks the return error of
@@ -55,7 +55,37 @@ def baseline(env_name: str, steps: int = 50_000, seeds: int = 5) -> float:
     return float(returns.sum() / dones.sum())
 
 
-def main(root: str) -> None:
+def speed_table(root: str) -> list[dict]:
+    """Environment steps per second of each agent and core, from the quiet speed runs."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(root, "*", "summary.json"))):
+        with open(path) as fh:
+            summary = json.load(fh)
+        record = summary["records"][0]
+        rows.append(
+            {
+                "agent": record["agent"],
+                "core": record["core"],
+                "learner": record["learner"],
+                "hidden": record["hidden"],
+                "recurrent_params": record["recurrent_params"],
+                "seeds": len(summary["records"]),
+                "total_steps_per_second": record["total_steps_per_second"],
+                "steps_per_second_per_seed": record["steps_per_second"],
+            }
+        )
+    print("\n**environment steps per second** (5 seeds as one vmap, RepeatPrevious-Easy)\n")
+    print("| agent | core (learner) | units | recurrent params | env steps/s, all seeds |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['agent']} | {r['core']} ({r['learner']}) | {r['hidden']} | "
+            f"{r['recurrent_params']} | {r['total_steps_per_second']:,.0f} |"
+        )
+    return rows
+
+
+def main(root: str, speed_root: str | None = None) -> None:
     """Print the tables of the runs under ``root``; write rl.json and rl.png beside it."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "summary.json"))):
@@ -75,7 +105,7 @@ def main(root: str) -> None:
             first = next(k for k in runs if k[0] == agent and k[2] == c)
             names[c] = f"{c} ({runs[first]['records'][0]['learner']})"
 
-        print(f"\n**{agent}**: final return (mean ± sd over seeds [min, max]); env steps/s\n")
+        print(f"\n**{agent}**: final return (mean ± sd over seeds [min, max])\n")
         print("| env | baseline | " + " | ".join(names[c] for c in cores) + " |")
         print("|---|---|" + "---|" * len(cores))
         for env in envs:
@@ -91,7 +121,7 @@ def main(root: str) -> None:
                 rate = records[0]["total_steps_per_second"]
                 cells.append(
                     f"{values.mean():.3g} ± {values.std():.2g} [{values.min():.3g}, "
-                    f"{values.max():.3g}]; {rate / 1000:.1f}k/s"
+                    f"{values.max():.3g}]"
                 )
                 table.append(
                     {
@@ -121,8 +151,9 @@ def main(root: str) -> None:
             prediction = env in ("TraceConditioning", "TracePatterning")
             label = "msre (zero prediction)" if prediction else "random"
             print(f"| {env} | {baselines[env]:.3g} {label} | " + " | ".join(cells) + " |")
+    speed = speed_table(speed_root) if speed_root else []
     with open(os.path.join(os.path.dirname(root.rstrip("/")), "rl.json"), "w") as fh:
-        json.dump({"baselines": baselines, "runs": table}, fh, indent=1)
+        json.dump({"baselines": baselines, "runs": table, "speed": speed}, fh, indent=1)
     plot(table, baselines, os.path.join(os.path.dirname(root.rstrip("/")), "rl.png"))
 
 
@@ -166,4 +197,7 @@ def plot(table: list, baselines: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/rl")
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else "benchmarks/rl",
+        sys.argv[2] if len(sys.argv) > 2 else None,
+    )
