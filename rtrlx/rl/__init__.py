@@ -4,13 +4,13 @@ from ._base import Environment as Environment
 from ._registry import ENVIRONMENTS as ENVIRONMENTS
 from ._registry import make as make
 from .actor_critic import ACConfig as ACConfig
-from .actor_critic import Agent as Agent
 from .actor_critic import actor_critic as actor_critic
 from .conditioning import TraceConditioning as TraceConditioning
 from .conditioning import TracePatterning as TracePatterning
 from .conditioning import return_error as return_error
 from .control import CONTROL as CONTROL
 from .control import GymnaxControl as GymnaxControl
+from .core import Agent as Agent
 from .popgym import Autoencode as Autoencode
 from .popgym import CountRecall as CountRecall
 from .popgym import HigherLower as HigherLower

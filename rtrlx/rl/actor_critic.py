@@ -23,7 +23,7 @@ from .._errors import UnsupportedCellError
 from ..learners._base import Learner
 from ..train import _standard
 from ._base import Environment
-from .core import ActorCriticHead, entropy, reset_where, split_output
+from .core import Agent, build_network, entropy, env_gamma, reset_where, split_output
 
 
 @dataclass(frozen=True)
@@ -61,37 +61,6 @@ class ACState(NamedTuple):
     env_state: Any
     episode_return: jax.Array
     key: jax.Array  # raw key data (uint32), so the state serialises
-
-
-class Agent(NamedTuple):
-    """An agent as pure functions, for :func:`rtrlx.rl.train`.
-
-    Attributes:
-        init: ``init(key) -> state``.
-        chunk: ``chunk(state, iterations) -> (state, records)``, ``iterations`` static;
-            ``records`` holds ``reward``, ``done``, ``value`` and ``episode_return`` (the
-            return of the episode that ended, where ``done``), each ``(time, streams)``.
-        steps_per_iteration: environment steps of one stream per iteration.
-        streams: parallel environment streams per seed.
-        network: ``network(state) -> (cell, head)``.
-        gamma: the discount in use.
-        parts: the agent's inner functions by name, for tests and inspection.
-    """
-
-    init: Any
-    chunk: Any
-    steps_per_iteration: int
-    streams: int
-    network: Any
-    gamma: float
-    parts: dict | None = None
-
-
-def env_gamma(params: Any, gamma: float | None) -> float:
-    """The discount: ``gamma`` if given, else the environment's, else 0.99."""
-    if gamma is not None:
-        return gamma
-    return float(getattr(params, "gamma", 0.99))
 
 
 def check_streaming(learner: Learner, agent: str) -> None:
@@ -152,7 +121,7 @@ def actor_critic(
     check_streaming(learner, "actor_critic")
     gamma = env_gamma(env_params, config.gamma)
     optimizer = optax.adam(config.lr)
-    template = _network(cell_factory, env, head_width, jax.random.key(0))
+    template = build_network(cell_factory, env, head_width, jax.random.key(0))
     static = eqx.partition(template, eqx.is_inexact_array)[1]
 
     def score(out, action):  # the per-step gradient that enters the trace
@@ -161,7 +130,7 @@ def actor_critic(
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
-        cell, head = _network(cell_factory, env, head_width, k_net)
+        cell, head = build_network(cell_factory, env, head_width, k_net)
         params = eqx.filter((cell, head), eqx.is_inexact_array)
         obs, env_state = env.reset(k_env, env_params)
         zero = jnp.zeros((), obs.dtype)
@@ -232,14 +201,7 @@ def actor_critic(
     def chunk(state: ACState, iterations: int):
         return lax.scan(step, state, None, length=iterations)
 
-    def network(state: ACState):
+    def modules(state: ACState):
         return eqx.combine(state.params, static)
 
-    return Agent(init, chunk, 1, 1, network, gamma)
-
-
-def _network(cell_factory: Any, env: Environment, head_width: int, key: Any) -> tuple:
-    k_cell, k_head = jax.random.split(key)
-    cell = cell_factory(k_cell)
-    head = ActorCriticHead(cell.output_size, env.num_actions, head_width, key=k_head)
-    return cell, head
+    return Agent(init, chunk, 1, 1, modules, gamma)

@@ -6,7 +6,7 @@ per-step losses they hand to an rtrlx learner are functions of that one output.
 """
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -113,3 +113,42 @@ def reset_where(done: Array, state: Any, fresh: Any) -> Any:
         return jnp.where(d, new, old)
 
     return jax.tree.map(pick, fresh, state)
+
+
+class Agent(NamedTuple):
+    """An agent as pure functions, for :func:`rtrlx.rl.train`.
+
+    Attributes:
+        init: ``init(key) -> state``.
+        chunk: ``chunk(state, iterations) -> (state, records)``, ``iterations`` static;
+            ``records`` holds ``reward``, ``done``, ``value`` and ``episode_return`` (the
+            return of the episode that ended, where ``done``), each ``(time, streams)``.
+        steps_per_iteration: environment steps of one stream per iteration.
+        streams: parallel environment streams per seed.
+        network: ``network(state) -> (cell, head)``.
+        gamma: the discount in use.
+        parts: the agent's inner functions by name, for tests and inspection.
+    """
+
+    init: Any
+    chunk: Any
+    steps_per_iteration: int
+    streams: int
+    network: Any
+    gamma: float
+    parts: dict | None = None
+
+
+def env_gamma(params: Any, gamma: float | None) -> float:
+    """The discount: ``gamma`` if given, else the environment's, else 0.99."""
+    if gamma is not None:
+        return gamma
+    return float(getattr(params, "gamma", 0.99))
+
+
+def build_network(cell_factory: Any, env: Any, head_width: int, key: Any) -> tuple:
+    """``(cell, head)``: the core from ``cell_factory(key)`` and an actor-critic head."""
+    k_cell, k_head = jax.random.split(key)
+    cell = cell_factory(k_cell)
+    head = ActorCriticHead(cell.output_size, env.num_actions, head_width, key=k_head)
+    return cell, head

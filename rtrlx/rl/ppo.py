@@ -30,8 +30,7 @@ from .._errors import UnsupportedCellError
 from ..learners._base import Learner, batch_init
 from ..train import _standard
 from ._base import Environment
-from .actor_critic import Agent, _network, env_gamma
-from .core import entropy, reset_where, split_output
+from .core import Agent, build_network, entropy, env_gamma, reset_where, split_output
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ def ppo(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5)
     )
     static = eqx.partition(
-        _network(cell_factory, env, head_width, jax.random.key(0)), eqx.is_inexact_array
+        build_network(cell_factory, env, head_width, jax.random.key(0)), eqx.is_inexact_array
     )[1]
     per_sample = ppo_loss(config)
     vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -217,7 +216,7 @@ def ppo(
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
-        cell, head = _network(cell_factory, env, head_width, k_net)
+        cell, head = build_network(cell_factory, env, head_width, k_net)
         params = eqx.filter((cell, head), eqx.is_inexact_array)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
             jax.random.split(k_env, config.envs), env_params
@@ -370,7 +369,7 @@ def ppo(
         state, records = lax.scan(iteration, state, None, length=iterations)
         return state, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), records)
 
-    def network(state: PPOState):
+    def modules(state: PPOState):
         return eqx.combine(state.params, static)
 
     return Agent(
@@ -378,7 +377,7 @@ def ppo(
         chunk,
         config.rollout,
         config.envs,
-        network,
+        modules,
         gamma,
         parts={"rollout": rollout, "gradient": minibatch_grads, "gae": gae},
     )

@@ -22,9 +22,9 @@ import numpy as np
 from ..learners import make as make_learner
 from ..train import TrainingError, _data_to_keys, _keys_to_data
 from ._registry import make as make_env
-from .actor_critic import ACConfig, Agent, actor_critic
+from .actor_critic import ACConfig, actor_critic
 from .conditioning import return_error
-from .core import CORES, make_core, recurrent_params, width_for
+from .core import CORES, Agent, make_core, recurrent_params, width_for
 from .ppo import PPOConfig, ppo
 
 AGENTS = ("ac", "ppo")
