@@ -69,14 +69,24 @@ def xla_flops(learner: str, cell: AbstractCell, head: Any, batch: int) -> float:
     return float(analysis["flops"])
 
 
-def matmul_rate(size: int = 2048, repeats: int = 5, dtype: Any = None) -> float:
-    """FLOP rate (per second) of a ``size x size`` matmul: the machine's practical limit.
+def matmul_rate(
+    size: int = 2048, repeats: int = 5, dtype: Any = None, shape: tuple[int, ...] | None = None
+) -> float:
+    """FLOP rate (per second) of a matmul: by default ``size x size``, the machine's limit.
 
     Median over ``repeats`` timed runs after a warm-up, in the default float dtype.
+
+    Args:
+        size: the square matmul's side.
+        repeats: timed runs.
+        dtype: the float dtype (default: JAX's default float).
+        shape: ``(batch, m, k, n)`` instead: a batch of ``(m x k) @ (k x n)`` products, the
+            shape of exact RTRL's influence update (``m = k = S n``, ``n = P``).
     """
     dtype = dtype or jnp.zeros(()).dtype
-    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
-    b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+    batch, m, k, n = shape or (1, size, size, size)
+    a = jax.random.normal(jax.random.key(0), (batch, m, k), dtype)
+    b = jax.random.normal(jax.random.key(1), (batch, k, n), dtype)
     run = jax.jit(jnp.matmul)
     jax.block_until_ready(run(a, b))
     times = []
@@ -85,4 +95,4 @@ def matmul_rate(size: int = 2048, repeats: int = 5, dtype: Any = None) -> float:
         jax.block_until_ready(run(a, b))
         times.append(time.perf_counter() - start)
     times.sort()
-    return 2 * size**3 / times[len(times) // 2]
+    return 2 * batch * m * k * n / times[len(times) // 2]
