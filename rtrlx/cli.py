@@ -756,8 +756,13 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
             "spread",
             "compile s",
             "GFLOP/s",
+            "memory MB",
+            "memory vs bptt",
         ):
             table.add_column(col, justify="left" if col == "learner" else "right")
+        base_memory = {
+            r["hidden"]: r["memory_bytes"] for r in case["results"] if r["learner"] == "bptt"
+        }
         for r in case["results"]:
             rate = (
                 r["flops_per_step"] / r["seconds_per_step"] / 1e9 if r["flops_per_step"] else None
@@ -771,6 +776,8 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
                 f"{100 * r['spread']:.0f}%",
                 f"{r['compile_seconds']:.1f}",
                 "-" if rate is None else f"{rate:.3g}",
+                f"{r['memory_bytes'] / 1e6:.3g} (T={r['memory_T']})",
+                f"{r['memory_bytes'] / max(base_memory[r['hidden']], 1):.3g}x",
             )
         console.print(table)
     targets = Table(title=f"targets (matmul rate {limit / 1e9:.3g} GFLOP/s on this machine)")

@@ -189,7 +189,7 @@ DEFAULT: tuple[Case, ...] = (
         "online-deep",
         "deep-lru",
         (64, 128),
-        ("online_deep", "online_deep/stream", "inference"),
+        ("online_deep", "online_deep/stream", "online_deep:snap1/stream", "inference"),
         steps=48,
         batch=50,
         input_size=8,
@@ -202,6 +202,11 @@ DEFAULT: tuple[Case, ...] = (
             Target(
                 "online_deep, d_model 128: <= 1.0x BPTT",
                 _ratio("online_deep", 128, 1.0),
+                "x",
+            ),
+            Target(
+                "online_deep:snap1 streaming (the reference's rule), d_model 64: <= 1.0x BPTT",
+                _ratio("online_deep:snap1/stream", 64, 1.0),
                 "x",
             ),
         ),
@@ -240,8 +245,9 @@ def run_suite(
         on_progress: called with a description before each measurement.
 
     Returns:
-        ``{"matmul_flops_per_second", "cases": [{"case", "results", "memory",
-        "targets"}]}``, JSON-ready.
+        ``{"matmul_flops_per_second", "same_shape_matmul_flops_per_second", "cases":
+        [{"case", "results", "memory", "targets"}]}``, JSON-ready; each result also holds
+        ``memory_bytes``, XLA's working-memory plan for the whole sequence at the case's T.
     """
     say = on_progress or (lambda text: None)
     say("matmul rate")
@@ -249,6 +255,7 @@ def run_suite(
     out = []
     for case in cases:
         results: dict = {}
+        peak: dict = {}  # XLA's working-memory plan at the case's T, by (learner, hidden)
         for hidden in case.hidden:
             for learner in ("bptt", *case.learners):
                 say(f"{case.name}: {learner} on {case.cell} n={hidden}")
@@ -262,6 +269,17 @@ def run_suite(
                     repeats=repeats,
                     layers=case.layers,
                 )
+                say(f"{case.name}: memory plan of {learner} on {case.cell} n={hidden}")
+                plan = compiled_memory(
+                    learner,
+                    case.cell,
+                    hidden=hidden,
+                    steps=case.steps,  # every learner at the case's full T
+                    batch=case.batch,
+                    input_size=case.input_size,
+                    layers=case.layers,
+                )
+                peak[(learner, hidden)] = plan["temp_bytes"]
         memory = []
         for learner in ("bptt", *case.learners) if case.memory_steps else ():
             for steps in case.memory_steps:
@@ -289,7 +307,10 @@ def run_suite(
                 "cell": case.cell,
                 "batch": case.batch,
                 "input": case.input_size,
-                "results": [r.as_dict() for r in results.values()],
+                "results": [
+                    r.as_dict() | {"memory_bytes": peak[key], "memory_T": case.steps}
+                    for key, r in results.items()
+                ],
                 "memory": memory,
                 "targets": targets,
             }
