@@ -200,3 +200,34 @@ def test_lru_closed_form_rule_equals_the_generic_update():
         s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
         np.testing.assert_allclose(l1, l2, rtol=1e-12)
         np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("variant", ["linear", "relu", "tanh"])
+def test_rtu_closed_form_rule_equals_the_generic_update(variant):
+    """The RTU's own traces give, step by step, the generic element-wise gradients."""
+
+    class GenericRTU(rtrlx.cells.RTU):
+        def elementwise_rule(self):
+            return None
+
+    kwargs = {
+        "linear": {},
+        "relu": {"nonlinear": True},
+        "tanh": {"nonlinear": True, "activation": jnp.tanh},
+    }[variant]
+    k = jax.random.split(jax.random.key(10), 4)
+    cell = perturb(rtrlx.cells.RTU(3, 5, key=k[0], **kwargs), k[1])
+    fields = lambda c: (c.nu_log, c.theta_log, c.w1, c.w2)  # noqa: E731
+    generic = eqx.tree_at(fields, GenericRTU(3, 5, key=k[0], **kwargs), fields(cell))
+    head = eqx.nn.Linear(10, 2, key=k[2])
+    xs = jax.random.normal(k[3], (25, 4, 3))
+    ys = jax.random.normal(jax.random.fold_in(k[3], 1), (25, 4, 2))
+    learner = rtrlx.diag_rtrl()
+    assert type(learner.init(cell).trace).__name__ == "RTUTrace"
+    assert type(learner.init(generic).trace).__name__ == "GenericRTU"
+    s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
+    for t in range(xs.shape[0]):
+        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
+        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
+        np.testing.assert_allclose(l1, l2, rtol=1e-12)
+        np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)

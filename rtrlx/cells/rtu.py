@@ -2,15 +2,28 @@
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import AbstractCell
+from ._base import AbstractCell, ElementwiseRule
 
 RTUState = tuple[Float[Array, " hidden"], Float[Array, " hidden"]]
+
+
+class RTUTrace(NamedTuple):
+    """The RTU's element-wise RTRL traces: ``d(c1, c2)[i] / dp`` for each parameter ``p``.
+
+    Each array has a leading axis of 2: the derivative of ``c1`` and of ``c2``.
+    """
+
+    w1: Float[Array, "2 hidden input"]
+    w2: Float[Array, "2 hidden input"]
+    nu: Float[Array, "2 hidden"]
+    theta: Float[Array, "2 hidden"]
 
 
 class RTU(AbstractCell):
@@ -99,6 +112,81 @@ class RTU(AbstractCell):
         if self.nonlinear:
             return (self.activation(a1), self.activation(a2))
         return (a1, a2)
+
+    def elementwise_rule(self) -> ElementwiseRule:
+        """Exact element-wise RTRL for the RTU in closed form (its paper's real-time rule).
+
+        With ``a = R (c1, c2) + s (W1 x, W2 x)`` (``R`` the 2 x 2 rotation-decay ``[[g, -φ],
+        [φ, g]]``, ``s = sqrt(1 - r^2)``) and ``c' = f(a)`` (identity when linear), the trace
+        of a parameter ``p`` is carried by ``e' = f'(a) ⊙ (R e + ∂a/∂p)``: ``∂a/∂W1[i, j] =
+        (s_i x_j, 0)``, ``∂a/∂W2[i, j] = (0, s_i x_j)``, and for the eigenvalue parameters
+        the derivative of ``R`` (and of ``s``) applied to the previous state. No Jacobian
+        products are taken.
+        """
+        r = jnp.exp(-jnp.exp(self.nu_log))
+        theta = jnp.exp(self.theta_log)
+        g, phi, norm = r * jnp.cos(theta), r * jnp.sin(theta), jnp.sqrt(1 - r**2)
+        rate = jnp.exp(self.nu_log)  # dr/dν_log = -rate r
+        # d(g, φ, s)/dν_log and d(g, φ)/dθ_log
+        dg_nu, dphi_nu, ds_nu = -rate * g, -rate * phi, rate * r**2 / norm
+        dg_th, dphi_th = -phi * theta, g * theta
+
+        def rotate(e1, e2, gg, pp):
+            return gg * e1 - pp * e2, gg * e2 + pp * e1
+
+        def init():
+            w = jnp.zeros((2, *self.w1.shape), self.w1.dtype)
+            v = jnp.zeros((2, self.hidden_size), self.nu_log.dtype)
+            return RTUTrace(w, w, v, v)
+
+        def step(trace: RTUTrace, h, x):
+            c1, c2 = h
+            u1, u2 = self.w1 @ x, self.w2 @ x
+            a1 = g * c1 - phi * c2 + norm * u1
+            a2 = g * c2 + phi * c1 + norm * u2
+            ones = jnp.ones_like(a1)
+            if self.nonlinear:  # f'(a), element-wise
+                out1, d1 = jax.jvp(self.activation, (a1,), (ones,))
+                out2, d2 = jax.jvp(self.activation, (a2,), (ones,))
+            else:
+                out1, d1, out2, d2 = a1, ones, a2, ones
+            sx = norm[:, None] * x[None, :]
+            col1, col2 = g[:, None], phi[:, None]
+
+            def carry(e, add1, add2, gg, pp):
+                r1, r2 = rotate(e[0], e[1], gg, pp)
+                if not self.nonlinear:
+                    return jnp.stack([r1 + add1, r2 + add2])
+                shape = (-1,) + (1,) * (e.ndim - 2)
+                return jnp.stack(
+                    [d1.reshape(shape) * (r1 + add1), d2.reshape(shape) * (r2 + add2)]
+                )
+
+            zero = jnp.zeros_like(sx)
+            w1 = carry(trace.w1, sx, zero, col1, col2)
+            w2 = carry(trace.w2, zero, sx, col1, col2)
+            nu = carry(
+                trace.nu,
+                dg_nu * c1 - dphi_nu * c2 + ds_nu * u1,
+                dg_nu * c2 + dphi_nu * c1 + ds_nu * u2,
+                g,
+                phi,
+            )
+            th = carry(trace.theta, dg_th * c1 - dphi_th * c2, dg_th * c2 + dphi_th * c1, g, phi)
+            return (out1, out2), RTUTrace(w1, w2, nu, th)
+
+        def grads(trace: RTUTrace, delta):
+            lead = "".join("abcdefgh"[: delta.ndim - 2])
+            values = (
+                jnp.einsum(f"{lead}si,{lead}si->i", delta, trace.nu),
+                jnp.einsum(f"{lead}si,{lead}si->i", delta, trace.theta),
+                jnp.einsum(f"{lead}si,{lead}sij->ij", delta, trace.w1),
+                jnp.einsum(f"{lead}si,{lead}sij->ij", delta, trace.w2),
+            )
+            params = eqx.filter(self, eqx.is_inexact_array)
+            return eqx.tree_at(lambda c: (c.nu_log, c.theta_log, c.w1, c.w2), params, values)
+
+        return ElementwiseRule(init, step, grads)
 
     def features(self, state: RTUState) -> Float[Array, " 2*hidden"]:
         out = jnp.concatenate(state)
