@@ -169,8 +169,8 @@ def final_metrics(chunks: list[dict], prediction: bool, seeds: int) -> list[dict
 
 
 def _init(setup: Setup, config: RLConfig) -> Any:
-    # Seed s uses the same key whatever the number of seeds beside it.
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(config.seed), s))(
+    # Seed s gets the same key whatever the first seed and the number of seeds beside it.
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(0), s))(
         np.arange(config.seed, config.seed + config.seeds)
     )
     return eqx.filter_jit(jax.vmap(setup.agent.init))(keys)
