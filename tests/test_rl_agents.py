@@ -201,5 +201,11 @@ def test_rl_cli_writes_summary_curve_and_resumes(tmp_path, capsys):
     assert (out / "curve.png").stat().st_size > 1000
     assert json.loads(capsys.readouterr().out)[0]["seed"] == 0
     assert len((out / "curves.jsonl").read_text().splitlines()) == 2
+    # Seeds in one vmap are independent: seed 1 alone runs as it did beside seed 0, and the
+    # interrupted, resumed run is the uninterrupted one.
+    alone = train(RLConfig(core="lru", hidden=4, steps=120, seeds=1, seed=1, chunks=2))
+    for got, want in zip(summary["chunks"], alone["chunks"], strict=True):
+        assert got["episodes"][1] == want["episodes"][0]
+        np.testing.assert_allclose(got["return_sum"][1], want["return_sum"][0], rtol=1e-9)
     assert rtrlx.cli.main([*args[:-2], "--agent", "dqn"]) == 2
     assert "valid agents: ac, ppo" in capsys.readouterr().err
