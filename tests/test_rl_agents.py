@@ -36,12 +36,12 @@ def test_realtime_ppo_gradient_equals_bptt(core, learner):
     config = rtrlx.rl.PPOConfig(envs=envs, rollout=rollout, minibatches=1, epochs=1)
     agent = rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell(core), rtrlx.learners.make(learner), config, 4)
     state = agent.init(jax.random.key(1))
-    _, steps, last_value, _ = agent.parts["rollout"](state, jax.random.key(2))
+    _, steps, last_value, _ = jax.jit(agent.parts["rollout"])(state, jax.random.key(2))
     advantages, targets = agent.parts["gae"](
         steps.value, steps.reward, steps.done, last_value, agent.gamma, config.gae_lambda
     )
     flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), (steps, advantages, targets))
-    _, grads = agent.parts["gradient"](state.params, *flat)
+    _, grads = jax.jit(agent.parts["gradient"])(state.params, *flat)
 
     # The same loss, differentiated by reverse mode through the unrolled episode.
     cell, head = agent.network(state)
@@ -64,19 +64,19 @@ def test_realtime_ppo_gradient_equals_bptt(core, learner):
 
         return jnp.mean(jax.vmap(episode, in_axes=(1, 1))(steps.obs, ys))
 
-    reference = eqx.filter_grad(total)((cell, head))
+    reference = eqx.filter_jit(eqx.filter_grad(total))((cell, head))
     np.testing.assert_allclose(_flat(grads), _flat(reference), rtol=1e-7, atol=1e-12)
     assert float(jnp.abs(_flat(grads[0])).max()) > 1e-6  # the core gets a gradient
 
     # Truncated-BPTT PPO with one sequence per rollout is the same gradient.
     k_agent = rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell(core), rtrlx.tbptt(rollout), config, 4)
     k_state = k_agent.init(jax.random.key(1))
-    _, k_steps, k_last, _ = k_agent.parts["rollout"](k_state, jax.random.key(2))
+    _, k_steps, k_last, _ = jax.jit(k_agent.parts["rollout"])(k_state, jax.random.key(2))
     k_adv, k_targets = k_agent.parts["gae"](
         k_steps.value, k_steps.reward, k_steps.done, k_last, agent.gamma, config.gae_lambda
     )
     sequences = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (k_steps, k_adv, k_targets))
-    _, k_grads = k_agent.parts["gradient"](k_state.params, *sequences)
+    _, k_grads = jax.jit(k_agent.parts["gradient"])(k_state.params, *sequences)
     np.testing.assert_allclose(_flat(k_grads), _flat(reference), rtol=1e-7, atol=1e-12)
 
 
