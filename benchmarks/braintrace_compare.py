@@ -56,7 +56,8 @@ def online_grads(kind, algorithm, n, d, batch, xs, ys, seed=0):
     @brainstate.transform.jit
     def run(xs, ys):
         brainstate.nn.init_all_states(model, batch_size=batch)
-        learner.reset_state(batch_size=batch) if hasattr(learner, "reset_state") else None
+        if hasattr(learner, "reset_state"):  # the eligibility traces too
+            learner.reset_state(batch_size=batch)
         return learner.etrace_grad(xs, ys, step_fn=loss, reduction="sum")
 
     return model, run
