@@ -30,8 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check rtrlx tests
 	$(BIN)/pyright
 
+# Two workers, whole files each (module fixtures stay per file): about 6.5 minutes on 2 cores
+# against 8.5-9 in one process. Plain `pytest` still runs everything in one process.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
