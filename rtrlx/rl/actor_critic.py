@@ -175,7 +175,7 @@ def actor_critic(
         decay = gamma * config.lam * (1.0 - s.new_episode.astype(value.dtype))
         trace = jax.tree.map(lambda e, g: decay * e + g, s.trace, grads)
         obs, env_state, reward, done, _ = env.step(k_env, s.env_state, action, env_params)
-        episode_return = s.episode_return + reward
+        episode_return = s.episode_return + reward.astype(s.episode_return.dtype)
         records = {
             "reward": reward,
             "done": done,
