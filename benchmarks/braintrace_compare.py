@@ -29,16 +29,20 @@ import numpy as np
 
 
 class Net(brainstate.nn.Module):
+    """A recurrent cell and a linear readout of its output."""
+
     def __init__(self, cell, hidden, out):
         super().__init__()
         self.cell = cell
         self.out = braintrace.nn.Linear(hidden, out)
 
     def update(self, x):
+        """One step: the readout of the cell's new output."""
         return self.out(self.cell(x))
 
 
 def make(kind, n, d, out):
+    """The GRU (n units) or LRU (d_hidden n, d_model d) network with ``out`` outputs."""
     if kind == "gru":
         return Net(braintrace.nn.GRUCell(d, n), n, out)
     lru = braintrace.nn.LRUCell(d, n)
@@ -46,6 +50,7 @@ def make(kind, n, d, out):
 
 
 def online_grads(kind, algorithm, n, d, batch, xs, ys, seed=0):
+    """``(model, run)``: ``run(xs, ys)`` is the jitted online gradient of the summed loss."""
     brainstate.random.seed(seed)
     model = make(kind, n, d, ys.shape[-1])
     learner = braintrace.compile(model, algorithm, xs[0], batch_size=batch)
@@ -64,6 +69,7 @@ def online_grads(kind, algorithm, n, d, batch, xs, ys, seed=0):
 
 
 def bptt_grads(kind, n, d, batch, ys_dim, seed=0):
+    """``(model, run)``: ``run(xs, ys)`` is the jitted BPTT gradient of the summed loss."""
     brainstate.random.seed(seed)
     model = make(kind, n, d, ys_dim)
     brainstate.nn.init_all_states(model, batch_size=batch)
@@ -85,6 +91,7 @@ def bptt_grads(kind, n, d, batch, ys_dim, seed=0):
 
 
 def timed(run, *args, repeats=5):
+    """``(median seconds, compile seconds)`` of ``run(*args)``."""
     start = time.perf_counter()
     jax.block_until_ready(run(*args))
     compile_s = time.perf_counter() - start
@@ -97,6 +104,7 @@ def timed(run, *args, repeats=5):
 
 
 def speed(kind, n, d, batch, steps):
+    """D_RTRL and BPTT per-step times on one configuration, printed and returned."""
     key = jax.random.key(0)
     xs = jax.random.normal(key, (steps, batch, d))
     ys = jnp.zeros((steps, batch, 8))
@@ -115,6 +123,7 @@ def speed(kind, n, d, batch, steps):
 
 
 def flat(tree):
+    """Every leaf of ``tree``, flattened, by its path."""
     return {
         "/".join(str(p) for p in path): np.asarray(leaf).ravel()
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -122,6 +131,7 @@ def flat(tree):
 
 
 def gradients(n=8, d=4, batch=4, steps=50):
+    """Per-weight cosine and norm of D_RTRL's and pp_prop's gradients against BPTT's."""
     xs = jax.random.normal(jax.random.key(1), (steps, batch, d))
     ys = jax.random.normal(jax.random.key(2), (steps, batch, 8))
     _, bptt = bptt_grads("gru", n, d, batch, 8, seed=3)
