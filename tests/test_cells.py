@@ -48,6 +48,7 @@ def test_declared_structure_matches_the_jacobians(name):
     n = cell.hidden_size
     touched = jnp.abs(j_theta).sum(axis=0) > 0  # (n, P)
     off_unit = touched & (np.arange(n)[:, None] != owner[None, :])
+    assert cell.unit_local  # exact RTRL scatters J_theta on this map
     assert not bool(off_unit.any()), "a parameter drives a unit other than its declared one"
     unit_reads = np.asarray(jnp.abs(j_h).sum(axis=(0, 2)) > 0)  # [k, u]
     assert not np.any(unit_reads & ~cell.connectivity()), "undeclared recurrent connection"

@@ -148,3 +148,16 @@ def test_influence_cell_has_the_uoro_dynamics():
     assert first > 0 > float(state[0])
     loss = task.evaluate(p, cell, head)["unroll_loss"]
     np.testing.assert_allclose(loss, 0.5 * (float(state[0]) - 1) ** 2, rtol=1e-6)
+
+
+def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobian():
+    """theta drives every unit, so the cell is not unit-local and rtrl takes J_theta dense."""
+    task, p = rtrlx.tasks.make("influence-balancing", units=6, positive=2, theta=0.7)
+    cell, head = task.model(p)
+    assert not cell.unit_local
+    xs = jnp.zeros((25, 1))
+    ys = jax.random.normal(jax.random.key(0), (25, 1))
+    _, ref = rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys)
+    _, got = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(got[0].theta, ref[0].theta, rtol=1e-10)
+    assert float(jnp.abs(ref[0].theta).max()) > 1e-3

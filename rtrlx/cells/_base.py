@@ -6,8 +6,9 @@ configuration is static. It states what learners may assume about it:
 * ``diagonal``: each unit's next state depends on no other unit's state, so the Jacobian
   of the state update is block-diagonal by unit and element-wise RTRL is exact.
 * ``param_units()``: the unit that each parameter entry acts on directly. Every cell in rtrlx
-  is *unit-local*: a parameter changes, within one step, only the state of its own unit. SnAp
-  and element-wise RTRL build their sparse influence matrices on this map.
+  is *unit-local* (``unit_local``): a parameter changes, within one step, only the state of its
+  own unit. SnAp and element-wise RTRL build their sparse influence matrices on this map, and
+  exact RTRL its sparse immediate Jacobian.
 * ``connectivity()``: which unit reads which other unit through the recurrence.
 * ``elementwise_rule()``: optionally, a closed-form element-wise RTRL update (the LRU's
   complex traces) that ``diag_rtrl`` and ``online_deep`` use instead of the generic one.
@@ -74,6 +75,9 @@ class AbstractCell(eqx.Module):
 
     #: True when the recurrence is element-wise (block-diagonal by unit), as in LRU, RTU, eLSTM.
     diagonal: ClassVar[bool] = False
+    #: True when every parameter entry changes, within one step, only the state of the unit
+    #: ``param_units()`` names. A cell whose parameters feed several units at once sets False.
+    unit_local: ClassVar[bool] = True
 
     @abc.abstractmethod
     def init_state(self) -> State:

@@ -1,6 +1,6 @@
 """A deep stack of diagonal recurrent blocks, as in the LRU papers, usable as one cell."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -62,6 +62,7 @@ class DeepRecurrent(AbstractCell):
 
     encoder: eqx.nn.Linear
     cells: tuple[AbstractCell, ...]
+    unit_local: ClassVar[bool] = False  # the encoder drives every unit
     glus: tuple[eqx.nn.Linear, ...]
     input_size: int = eqx.field(static=True)
     hidden_size: int = eqx.field(static=True)

@@ -1,6 +1,6 @@
 """Influence balancing: the synthetic task of UORO where truncation gets the sign wrong."""
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -25,6 +25,7 @@ class InfluenceCell(AbstractCell):
 
     theta: Float[Array, "1 1"]
     input_size: int = eqx.field(static=True)
+    unit_local: ClassVar[bool] = False  # theta drives every unit at once
     hidden_size: int = eqx.field(static=True)
     positive: int = eqx.field(static=True)
 
