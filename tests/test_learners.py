@@ -88,6 +88,42 @@ def test_vmap_over_streams_equals_batched_step(spec, cell_name):
     np.testing.assert_allclose(flat(mean), flat(batched), rtol=1e-9, atol=1e-12)
 
 
+# Streams run one after another by sequence_grads(by_stream=True). ok:2 is left out: its
+# eigen-decisions turn float rounding into a different (equally unbiased) draw, so only its
+# exact configuration (rank >= columns of [W, b]) can be compared number for number.
+BY_STREAM = [
+    p for p in ONLINE if rtrlx.learners.make(p[0]).independent_streams and p[0] != "ok:2"
+] + [("ok:9", "elman")]
+
+
+@pytest.mark.parametrize(("spec", "cell_name"), BY_STREAM)
+def test_streams_one_after_another_equal_the_batch(spec, cell_name):
+    learner = rtrlx.learners.make(spec)
+    cell, head, xs, ys = make_problem(cell_name, batch=BATCH)
+    key = jax.random.key(3)
+    run = rtrlx.sequence_grads
+    loss, together = run(learner, cell, head, rtrlx.losses.mse, xs, ys, key=key, by_stream=False)
+    loss_s, apart = run(learner, cell, head, rtrlx.losses.mse, xs, ys, key=key, by_stream=True)
+    np.testing.assert_allclose(loss_s, loss, rtol=1e-12)
+    np.testing.assert_allclose(flat(apart), flat(together), rtol=1e-9, atol=1e-12)
+
+
+def test_by_stream_choice_and_refusals(monkeypatch):
+    from rtrlx import sequence
+
+    cell, head, xs, ys = make_problem("gru", batch=BATCH)
+    rtrl = rtrlx.rtrl()
+    monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1)
+    assert sequence._use_by_stream(rtrl, cell, None)  # on CPU, above the threshold
+    assert not sequence._use_by_stream(rtrl, cell, False)
+    assert not sequence._use_by_stream(rtrlx.uoro(), cell, None)  # one key for the batch
+    monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1 << 40)
+    assert not sequence._use_by_stream(rtrl, cell, None)
+    for learner, match in ((rtrlx.uoro(), "shares state"), (rtrlx.bptt(), "own whole-seq")):
+        with pytest.raises(ValueError, match=match):
+            rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys, by_stream=True)
+
+
 @pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
 def test_state_size_does_not_grow_with_T(spec, cell_name):
     learner = rtrlx.learners.make(spec)

@@ -11,7 +11,7 @@ import pytest
 
 import rtrlx
 import rtrlx.cli
-from rtrlx.rl.core import make_core, recurrent_params, width_for
+from rtrlx.rl.core import make_core, recurrent_params, reset_where, width_for
 from rtrlx.rl.ppo import ppo_loss
 from rtrlx.rl.run import RLConfig, train
 
@@ -209,3 +209,13 @@ def test_rl_cli_writes_summary_curve_and_resumes(tmp_path, capsys):
         np.testing.assert_allclose(got["return_sum"][1], want["return_sum"][0], rtol=1e-9)
     assert rtrlx.cli.main([*args[:-2], "--agent", "dqn"]) == 2
     assert "valid agents: ac, ppo" in capsys.readouterr().err
+
+
+def test_episode_resets_keep_the_learners_prng_keys_running():
+    state = {"h": jnp.ones((2, 3)), "key": jax.random.split(jax.random.key(0), 2)}
+    fresh = {"h": jnp.zeros((2, 3)), "key": jax.random.split(jax.random.key(1), 2)}
+    out = reset_where(jnp.array([True, False]), state, fresh)
+    np.testing.assert_array_equal(out["h"], [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(
+        jax.random.key_data(out["key"]), jax.random.key_data(state["key"])
+    )

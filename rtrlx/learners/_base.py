@@ -43,6 +43,11 @@ class Learner(NamedTuple):
         exact_on: ``exact_on(cell) -> bool``: whether this learner claims the exact
             gradient on ``cell``. ``rtrlx check`` holds it to that claim.
         online: whether ``step`` can stream (memory constant in the sequence length).
+        independent_streams: whether the streams of a batch share nothing: ``step`` maps
+            over them, and ``init(cell, key=k, batch_size=B)`` is the stack of
+            ``init(cell, key=jax.random.split(k, B)[b])``. Then
+            :func:`rtrlx.sequence_grads` may run the streams one after another
+            (``by_stream``) and get the same numbers.
     """
 
     init: Callable[..., Any]
@@ -51,6 +56,7 @@ class Learner(NamedTuple):
     name: str = ""
     exact_on: Callable[[AbstractCell], bool] = _never_exact
     online: bool = True
+    independent_streams: bool = False
 
 
 class FlatCell(NamedTuple):

@@ -196,4 +196,4 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
     def exact_on(cell: AbstractCell) -> bool:
         return bool(cell.diagonal)
 
-    return Learner(init=init, step=step, name=name, exact_on=exact_on)
+    return Learner(init=init, step=step, name=name, exact_on=exact_on, independent_streams=True)

@@ -148,7 +148,9 @@ class KroneckerState(NamedTuple):
     # S*hidden); a leading batch axis when batched. d h_t / d W~[i, j] ~ sum_r u[r, j] a[r, i, :].
     u: tuple[Float[Array, "..."], ...]
     a: tuple[Float[Array, "..."], ...]
-    key: PRNGKeyArray  # split at every step; never batched
+    # One key per stream (a leading batch axis when batched), split at every step, so that a
+    # stream's draws do not depend on the other streams of its batch.
+    key: PRNGKeyArray
 
 
 #: ``reduce(key, u (r, cols), a (r, rows, S·n), u_new (cols,), a_new (rows, S·n)) ->
@@ -156,6 +158,11 @@ class KroneckerState(NamedTuple):
 #: reduction of the ``r`` propagated Kronecker products plus the new one, ``r + 1`` in all,
 #: back to ``r``.
 Reduce = Callable[[PRNGKeyArray, Array, Array, Array, Array], tuple[Array, Array]]
+
+
+def _split_key(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+    key, sub = jax.random.split(key)
+    return key, sub
 
 
 def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
@@ -173,12 +180,14 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
             return cell.init_state(), u, a
 
         hidden, u, a = batch_init(cell, batch_size, make)
-        return KroneckerState(hidden, u, a, jax.random.key(0) if key is None else key)
+        key = jax.random.key(0) if key is None else key
+        keys = key if batch_size is None else jax.random.split(key, batch_size)
+        return KroneckerState(hidden, u, a, keys)
 
     def step(cell, head, loss_fn, state: KroneckerState, x, y):
         factors = kron_factors(cell, name)
         batched = is_batched(cell, state.hidden, x, name)
-        key, keys = stream_keys(state.key, x.shape[0] if batched else None)
+        key, keys = map_batch(_split_key, batched, state.key)
 
         def one(hidden, us, a_mats, key, x):
             jac = step_jacobians(cell, factors, state_to_units(hidden), x)
@@ -198,4 +207,4 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
         g_cell = jax.tree.map(jnp.add, g_cell, g_direct)
         return KroneckerState(hidden, us, a_mats, key), loss, (g_cell, g_head)
 
-    return Learner(init=init, step=step, name=name)
+    return Learner(init=init, step=step, name=name, independent_streams=True)

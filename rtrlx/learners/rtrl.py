@@ -137,4 +137,6 @@ def rtrl() -> Learner:
         loss, g_cell, g_head = batch_mean((loss, g_cell, g_head), batched)
         return RTRLState(hidden, influence), loss, (flat.unravel(g_cell), g_head)
 
-    return Learner(init=init, step=step, name="rtrl", exact_on=lambda cell: True)
+    return Learner(
+        init=init, step=step, name="rtrl", exact_on=lambda cell: True, independent_streams=True
+    )

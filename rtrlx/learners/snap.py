@@ -131,7 +131,7 @@ def sparse_rtrl(order: int, name: str) -> Learner:
             return True
         return order >= 2 and bool(np.all(cell.connectivity()))
 
-    return Learner(init=init, step=step, name=name, exact_on=exact_on)
+    return Learner(init=init, step=step, name=name, exact_on=exact_on, independent_streams=True)
 
 
 def snap(n: int = 1) -> Learner:

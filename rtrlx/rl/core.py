@@ -106,9 +106,15 @@ def entropy(log_probs: Array) -> Array:
 
 
 def reset_where(done: Array, state: Any, fresh: Any) -> Any:
-    """``fresh`` where ``done`` (per stream: ``done`` has the state's leading batch shape)."""
+    """``fresh`` where ``done`` (per stream: ``done`` has the state's leading batch shape).
+
+    PRNG keys are not memory: they keep running, so that an episode does not replay the
+    previous one's random draws.
+    """
 
     def pick(new, old):
+        if jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key):
+            return old
         d = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
         return jnp.where(d, new, old)
 
