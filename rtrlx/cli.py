@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=5, help="timed repetitions (5)")
     bench.add_argument("--layers", type=_positive, default=1, help="blocks of a deep-* stack")
     bench.add_argument(
+        "--by-stream",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run a batch's streams one after another (sequence_grads(by_stream=...)): yes "
+        "for every learner whose streams are independent (rtrl, snap, diag_rtrl, kf_rtrl, "
+        "ok); auto (default): on CPU when one stream's learner state is large. The table "
+        "marks the learners that ran by stream",
+    )
+    bench.add_argument(
         "--memory-steps",
         type=lambda t: [_positive(v) for v in _csv(t)],
         default=[],
@@ -668,6 +677,7 @@ def _bench(args: argparse.Namespace) -> int:
                     input_size=args.input,
                     repeats=args.repeats,
                     layers=args.layers,
+                    by_stream=_by_stream_flag(args, learner),
                 )
             )
             bar.advance(task)
@@ -689,7 +699,7 @@ def _bench(args: argparse.Namespace) -> int:
                 share = r.influence_flops_per_step / r.seconds_per_step / limit
                 rate += f" ({100 * share:.0f}% of matmul in the influence update)"
         table.add_row(
-            r.learner,
+            r.learner + (" (by stream)" if r.by_stream else ""),
             str(r.hidden),
             str(r.steps),
             f"{1e3 * r.seconds_per_step:.4g}",
@@ -768,7 +778,7 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
                 r["flops_per_step"] / r["seconds_per_step"] / 1e9 if r["flops_per_step"] else None
             )
             table.add_row(
-                r["learner"],
+                r["learner"] + (" (by stream)" if r.get("by_stream") else ""),
                 str(r["hidden"]),
                 str(r["steps"]),
                 f"{1e3 * r['seconds_per_step']:.4g}",
@@ -800,6 +810,16 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
     return 0
 
 
+def _by_stream_flag(args: argparse.Namespace, learner: str) -> bool | None:
+    """``--by-stream`` as ``sequence_grads``'s argument, for the learners it applies to."""
+    from .bench.speed import resolve_learner
+
+    built = resolve_learner(learner)
+    if args.by_stream == "auto" or built is None or built.sequence is not None:
+        return None
+    return args.by_stream == "yes" and built.independent_streams
+
+
 def _bench_memory(args: argparse.Namespace, err: Any) -> list[dict]:
     """Compiled working memory of bptt and every learner at each of ``--memory-steps``."""
     from rich.progress import Progress
@@ -825,6 +845,7 @@ def _bench_memory(args: argparse.Namespace, err: Any) -> list[dict]:
                 batch=args.batch,
                 input_size=args.input,
                 layers=args.layers,
+                by_stream=_by_stream_flag(args, learner),
             )
             out.append({"learner": learner, "hidden": hidden, "T": steps, **plan})
             bar.advance(task)

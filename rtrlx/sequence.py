@@ -44,7 +44,12 @@ def check_sequence(cell: AbstractCell, head: Any, xs: Array, ys: Array) -> None:
 BY_STREAM_BYTES = 768 * 1024
 
 
-def _use_by_stream(learner: Learner, cell: AbstractCell, by_stream: bool | None) -> bool:
+def use_by_stream(learner: Learner, cell: AbstractCell, by_stream: bool | None = None) -> bool:
+    """Whether ``sequence_grads`` runs a batch's streams one after another (see its docs).
+
+    Raises:
+        ValueError: for ``by_stream=True`` with a learner whose streams are not independent.
+    """
     if by_stream is not None and not by_stream:
         return False
     if not learner.independent_streams:
@@ -175,7 +180,7 @@ def sequence_grads(
                 "sequence_grads uses; leave by_stream unset for it."
             )
         loss, grads = learner.sequence(cell, head, loss_fn, xs, ys, key=key)
-    elif batch is not None and _use_by_stream(learner, cell, by_stream):
+    elif batch is not None and use_by_stream(learner, cell, by_stream):
         loss, grads = _streams_in_turn(learner, cell, head, loss_fn, xs, ys, key)
     else:
         loss, grads = _scan_steps(learner, cell, head, loss_fn, xs, ys, key)

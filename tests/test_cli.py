@@ -120,6 +120,21 @@ def test_bench_tiny_config_writes_json(tmp_path, capsys):
     # A streaming state grows with n, not T; BPTT keeps every state.
     assert by_learner[("diag_rtrl", 4)] < by_learner[("diag_rtrl", 6)]
     assert by_learner[("bptt", 4)] == 12 * 2 * 4  # T complex states: grows with T
+    assert not any(r["by_stream"] for r in data["results"])  # tiny states: batched
+
+
+def test_bench_by_stream_flag_marks_the_learners_it_applies_to(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--cell", "gru", "--learners", "rtrl,uoro", "--hidden", "3"]
+    argv += ["--steps", "6", "--batch", "2", "--input", "2", "--repeats", "1"]
+    assert main([*argv, "--by-stream", "yes", "--json", str(out)]) == 0
+    ran = {r["learner"]: r["by_stream"] for r in json.loads(out.read_text())["results"]}
+    assert ran == {"bptt": False, "rtrl": True, "uoro": False}  # uoro shares its key
+    assert "rtrl (by stream)" in capsys.readouterr().out
+    assert main([*argv, "--by-stream", "no", "--json", str(out)]) == 0
+    assert not any(r["by_stream"] for r in json.loads(out.read_text())["results"])
+    with pytest.raises(SystemExit):
+        main([*argv, "--by-stream", "maybe"])
 
 
 def test_bench_suite_runs_end_to_end_and_evaluates_targets(tmp_path, capsys):

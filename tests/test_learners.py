@@ -114,11 +114,11 @@ def test_by_stream_choice_and_refusals(monkeypatch):
     cell, head, xs, ys = make_problem("gru", batch=BATCH)
     rtrl = rtrlx.rtrl()
     monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1)
-    assert sequence._use_by_stream(rtrl, cell, None)  # on CPU, above the threshold
-    assert not sequence._use_by_stream(rtrl, cell, False)
-    assert not sequence._use_by_stream(rtrlx.uoro(), cell, None)  # one key for the batch
+    assert sequence.use_by_stream(rtrl, cell, None)  # on CPU, above the threshold
+    assert not sequence.use_by_stream(rtrl, cell, False)
+    assert not sequence.use_by_stream(rtrlx.uoro(), cell, None)  # one key for the batch
     monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1 << 40)
-    assert not sequence._use_by_stream(rtrl, cell, None)
+    assert not sequence.use_by_stream(rtrl, cell, None)
     for learner, match in ((rtrlx.uoro(), "shares state"), (rtrlx.bptt(), "own whole-seq")):
         with pytest.raises(ValueError, match=match):
             rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys, by_stream=True)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from ..learners import make
 from ..losses import mse
-from ..sequence import sequence_grads
+from ..sequence import sequence_grads, use_by_stream
 from .flops import influence_flops, xla_flops
 
 
@@ -38,6 +38,8 @@ class SpeedResult:
     flops_per_step: float | None = None
     # Exact RTRL's influence update alone, counted by hand (``bench.influence_flops``).
     influence_flops_per_step: int | None = None
+    # Whether sequence_grads ran the batch's streams one after another (``by_stream``).
+    by_stream: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
@@ -119,12 +121,22 @@ def _inference(module: Any, head: Any, xs: Any, ys: Any) -> Any:
     return total
 
 
-def _function(spec: str, module: Any, head: Any) -> Callable[[Any, Any], Any]:
+def _function(
+    spec: str, module: Any, head: Any, by_stream: bool | None = None
+) -> Callable[[Any, Any], Any]:
     """``f(xs, ys)``: what is timed for ``spec``."""
     built = resolve_learner(spec)
     if built is None:
         return lambda xs, ys: _inference(module, head, xs, ys)
-    return lambda xs, ys: sequence_grads(built, module, head, mse, xs, ys)
+    return lambda xs, ys: sequence_grads(built, module, head, mse, xs, ys, by_stream=by_stream)
+
+
+def runs_by_stream(spec: str, module: Any, batch: int, by_stream: bool | None = None) -> bool:
+    """Whether ``sequence_grads`` runs ``spec``'s streams one after another on this batch."""
+    built = resolve_learner(spec)
+    if built is None or built.sequence is not None or batch < 2:
+        return False
+    return use_by_stream(built, module, by_stream)
 
 
 def compiled_memory(
@@ -136,12 +148,14 @@ def compiled_memory(
     batch: int,
     input_size: int = 16,
     layers: int = 1,
+    by_stream: bool | None = None,
 ) -> dict[str, int]:
     """XLA's memory plan for ``learner`` over ``steps`` steps, from compiling alone.
 
     ``temp_bytes`` is the working memory the compiled computation allocates besides its
     inputs and outputs: what a streaming learner keeps flat in T and BPTT grows. No step
-    runs, so long sequences cost only the compilation.
+    runs, so long sequences cost only the compilation. ``by_stream`` is passed to
+    :func:`rtrlx.sequence_grads`.
 
     Returns:
         ``{"temp_bytes", "argument_bytes", "output_bytes"}``.
@@ -149,7 +163,7 @@ def compiled_memory(
     module, head, _, _ = problem(
         cell, hidden=hidden, steps=1, batch=batch, input_size=input_size, layers=layers
     )
-    fn = jax.jit(_function(learner, module, head))
+    fn = jax.jit(_function(learner, module, head, by_stream))
     dtype = jnp.zeros(()).dtype
     compiled = fn.lower(
         jax.ShapeDtypeStruct((steps, batch, input_size), dtype),
@@ -176,6 +190,7 @@ def time_per_step(
     repeats: int = 5,
     seed: int = 0,
     layers: int = 1,
+    by_stream: bool | None = None,
 ) -> SpeedResult:
     """Median seconds per step of ``sequence_grads`` for ``learner`` on a random sequence.
 
@@ -194,6 +209,7 @@ def time_per_step(
         repeats: timed repetitions (>= 1); the median is reported.
         seed: seed of parameters and data.
         layers: blocks of a ``deep-*`` stack.
+        by_stream: passed to :func:`rtrlx.sequence_grads` (None: its automatic choice).
 
     Returns:
         A :class:`SpeedResult`.
@@ -214,7 +230,7 @@ def time_per_step(
         state_floats = _floats(jax.eval_shape(lambda: built.init(module, key=jax.random.key(0))))
     else:
         state_floats = steps * _floats(module.init_state())
-    run = jax.jit(_function(learner, module, head))
+    run = jax.jit(_function(learner, module, head, by_stream))
     median, spread, compile_seconds = _median_seconds(lambda: run(xs, ys), repeats)
     flops = influence = None
     if built is not None and built.online:
@@ -234,4 +250,5 @@ def time_per_step(
         state_floats=state_floats,
         flops_per_step=flops,
         influence_flops_per_step=influence,
+        by_stream=runs_by_stream(learner, module, batch, by_stream),
     )
