@@ -38,10 +38,11 @@ def check_sequence(cell: AbstractCell, head: Any, xs: Array, ys: Array) -> None:
 
 
 #: One stream's learner state, in bytes, from which ``sequence_grads`` runs a batch's streams
-#: one after another on CPU (``by_stream=None``). Measured on a 2-core EPYC (1 MiB of L2
-#: per core, 32 MiB of L3): at 790 KiB and above by-stream was 1.25-2.5x faster, at 620 KiB
-#: and below batched steps were faster by up to 1.6x.
-BY_STREAM_BYTES = 768 * 1024
+#: one after another on CPU (``by_stream=None``). Measured on a 2-core EPYC, batch 16
+#: (``benchmarks/by_stream.sh``): from 515 KiB per stream up, one after another was 1.1-3.4x
+#: faster (exact RTRL on GRU, OK on RHN and LSTM, SnAp-2 on GRU); at 97 KiB and below the
+#: batched steps were faster by up to 1.5x (KF-RTRL, diag_rtrl), and even at 102 KiB.
+BY_STREAM_BYTES = 256 * 1024
 
 
 def use_by_stream(learner: Learner, cell: AbstractCell, by_stream: bool | None = None) -> bool:
@@ -145,8 +146,8 @@ def sequence_grads(
             same (up to float rounding); only the speed and the memory change: one stream's
             traces are live at a time. It needs a learner with ``independent_streams``.
             ``None`` (the default) chooses it on CPU when one stream's learner state is at
-            least :data:`BY_STREAM_BYTES`, where it was measured faster (exact RTRL on GRU
-            n >= 64, OK rank 16 on RHN n = 128, SnAp-2); batched steps win below that.
+            least :data:`BY_STREAM_BYTES` (256 KiB), where it was measured faster (exact
+            RTRL, OK, SnAp-2 on mid-sized cells); batched steps win below that.
 
     Returns:
         ``(loss, (cell_grads, head_grads))``, the gradients shaped like
