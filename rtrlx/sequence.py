@@ -174,13 +174,16 @@ def sequence_grads(
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     key = jax.random.key(0) if key is None else key
     batch = xs.shape[1] if xs.ndim == 3 else None
+    whole = None
     if learner.sequence is not None:
+        whole = learner.sequence(cell, head, loss_fn, xs, ys, key=key)
+    if whole is not None:
         if by_stream:
             raise ValueError(
-                f"by_stream=True: {learner.name!r} has its own whole-sequence path, which "
-                "sequence_grads uses; leave by_stream unset for it."
+                f"by_stream=True: {learner.name!r} has its own whole-sequence path for "
+                f"{type(cell).__name__}, which sequence_grads uses; leave by_stream unset."
             )
-        loss, grads = learner.sequence(cell, head, loss_fn, xs, ys, key=key)
+        loss, grads = whole
     elif batch is not None and use_by_stream(learner, cell, by_stream):
         loss, grads = _streams_in_turn(learner, cell, head, loss_fn, xs, ys, key)
     else:

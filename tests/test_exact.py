@@ -128,3 +128,18 @@ def test_tbptt_one_equals_instantaneous_gradient():
         delta = head.weight.T @ (2 * (pred - ys[t]) / pred.size)
         gw = gw + jnp.outer(delta * (1 - h**2), v)
     np.testing.assert_allclose(g_cell.weight, gw, rtol=1e-10)
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("chunk", [1, 5, 7, 64])
+def test_diag_rtrl_chunked_lru_path_equals_bptt(chunk, batch):
+    """Whole chunks, a remainder, chunk 1 and a chunk longer than the sequence (T = 20)."""
+    cell, head, xs, ys = make_problem("lru", batch=batch)
+    _, g_ref = bptt_grads(cell, head, xs, ys)
+    loss, g = rtrlx.sequence_grads(
+        rtrlx.diag_rtrl(chunk=chunk), cell, head, rtrlx.losses.mse, xs, ys
+    )
+    ref = flat(g_ref)
+    np.testing.assert_allclose(flat(g), ref, rtol=1e-7, atol=1e-10 * float(jnp.abs(ref).max()))
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        rtrlx.diag_rtrl(chunk=0)

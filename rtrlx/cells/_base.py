@@ -56,11 +56,19 @@ class ElementwiseRule(NamedTuple):
             ``delta = dL/dh`` in the unit view ``(..., S, hidden)``, summed over any leading
             (batch) axes shared by ``trace`` and ``delta``; shaped like
             ``eqx.filter(cell, eqx.is_inexact_array)``.
+        chunk: optionally, ``chunk(trace, prev, xs, deltas) -> (trace, cell_grads)``:
+            ``C`` steps of a batch at once, when the whole chunk is known. ``trace`` has a
+            leading batch axis; ``prev`` holds the states ``h_{t-1}`` before each step,
+            leaves ``(C, batch, ...)``; ``xs`` is ``(C, batch, input)`` and ``deltas`` is
+            ``(C, batch, S, hidden)``. It returns the trace after the chunk and the sum over
+            the chunk and the batch of the gradients ``step`` and ``grads`` would give, so
+            that no per-step trace is formed (the LRU's are sums of GEMMs).
     """
 
     init: Callable[[], Any]
     step: Callable[[Any, Any, Array], tuple[Any, Any]]
     grads: Callable[[Any, Array], Any]
+    chunk: Callable[[Any, Any, Array, Array], tuple[Any, Any]] | None = None
 
 
 class AbstractCell(eqx.Module):

@@ -116,6 +116,21 @@ class LRU(AbstractCell):
         lam = jax.lax.complex(*self.eigenvalues())
         gamma = jnp.exp(self.gamma_log)
 
+        def values(g_lam, g_gamma, g_b_re, g_b_im):
+            """The parameters' gradients from the traces' complex read-outs."""
+            nu_rate, phase_rate = jnp.exp(self.nu_log), jnp.exp(self.theta_log)
+            grads = (
+                jnp.real(g_lam * lam) * -nu_rate,  # dλ/dν_log = -exp(ν_log) λ
+                jnp.real(g_lam * lam * 1j) * phase_rate,  # dλ/dθ_log = i exp(θ_log) λ
+                jnp.real(g_gamma),
+                g_b_re,
+                g_b_im,
+            )
+            params = eqx.filter(self, eqx.is_inexact_array)
+            return eqx.tree_at(
+                lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im), params, grads
+            )
+
         def init():
             zeros = jnp.zeros_like(self.b_re)
             return LRUTrace(zeros, zeros, jnp.zeros_like(lam), jnp.zeros_like(lam))
@@ -140,20 +155,62 @@ class LRU(AbstractCell):
             g_b_im = jnp.einsum(f"{lead}si,{lead}sij->ij", turned, e)
             g_lam = jnp.einsum(f"{lead}i,{lead}i->i", dc, trace.lam)
             g_gamma = jnp.einsum(f"{lead}i,{lead}i->i", dc, trace.gamma)
-            nu_rate, phase_rate = jnp.exp(self.nu_log), jnp.exp(self.theta_log)
-            values = (
-                jnp.real(g_lam * lam) * -nu_rate,  # dλ/dν_log = -exp(ν_log) λ
-                jnp.real(g_lam * lam * 1j) * phase_rate,  # dλ/dθ_log = i exp(θ_log) λ
-                jnp.real(g_gamma),
-                g_b_re,
-                g_b_im,  # Re(conj(δ) i E) = -Im(conj(δ) E)
-            )
-            params = eqx.filter(self, eqx.is_inexact_array)
-            return eqx.tree_at(
-                lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im), params, values
-            )
+            return values(g_lam, g_gamma, g_b_re, g_b_im)  # Re(conj(δ) i E) = -Im(conj(δ) E)
 
-        return ElementwiseRule(init, step, grads)
+        def chunk(trace: LRUTrace, prev, xs, deltas):
+            # Over a chunk of C steps with the trace E_0 before it, every trace is
+            # E_t = λ^t E_0 + sum_{s<=t} λ^(t-s) u_s (u_s: the trace's input at step s), so
+            # sum_t conj(δ_t) E_t = (λ c_1) E_0 + sum_s c_s u_s with the backward sums
+            # c_s = conj(δ_s) + λ c_{s+1}. For B, u_s = γ x_sᵀ and the second term is one
+            # GEMM over (steps x batch); the trace after the chunk is λ^C E_0 plus another.
+            steps = xs.shape[0]
+            dc = jax.lax.complex(deltas[..., 0, :], -deltas[..., 1, :])  # (C, batch, n)
+
+            def back(c_next, d):
+                c = d + lam[None] * c_next
+                return c, c
+
+            _, c = jax.lax.scan(back, jnp.zeros_like(dc[0]), dc, reverse=True)
+            first = lam[None] * c[0]  # (batch, n): sum_t conj(δ_t) λ^t
+
+            def power(k):  # λ^k for k (m,), from λ = exp(-exp(ν_log) + i exp(θ_log)): (m, n)
+                modulus = jnp.exp(-k[:, None] * jnp.exp(self.nu_log)[None])
+                phase = k[:, None] * jnp.exp(self.theta_log)[None]
+                return jax.lax.complex(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
+
+            # decay[s] = λ^(C-1-s) and, last, λ^C
+            powers = power(jnp.arange(steps, -1, -1, dtype=self.nu_log.dtype))
+            lam_c, decay = powers[0], powers[1:]
+            # B: Re and Im of sum_b first E_0 + γ sum_{s,b} c_s x_sᵀ, in real pairs.
+            f_re, f_im = jnp.real(first), jnp.imag(first)
+            c_re, c_im = jnp.real(c), jnp.imag(c)
+            g_re = jnp.einsum("bi,bij->ij", f_re, trace.b_re) - jnp.einsum(
+                "bi,bij->ij", f_im, trace.b_im
+            )
+            g_im = jnp.einsum("bi,bij->ij", f_re, trace.b_im) + jnp.einsum(
+                "bi,bij->ij", f_im, trace.b_re
+            )
+            g_re = g_re + gamma[:, None] * jnp.einsum("sbi,sbj->ij", c_re, xs)
+            g_im = g_im + gamma[:, None] * jnp.einsum("sbi,sbj->ij", c_im, xs)
+            p_re = gamma[None] * jnp.real(decay)
+            p_im = gamma[None] * jnp.imag(decay)
+            add_re = jnp.einsum("si,sbj->bij", p_re, xs)
+            add_im = jnp.einsum("si,sbj->bij", p_im, xs)
+            lc_re, lc_im = jnp.real(lam_c)[None, :, None], jnp.imag(lam_c)[None, :, None]
+            e_re = lc_re * trace.b_re - lc_im * trace.b_im + add_re
+            e_im = lc_re * trace.b_im + lc_im * trace.b_re + add_im
+            # λ and γ: inputs h_{s-1} and γ ⊙ (B x_s), n per step and stream.
+            gbx = jax.lax.complex(
+                gamma[None, None] * jnp.einsum("sbj,ij->sbi", xs, self.b_re),
+                gamma[None, None] * jnp.einsum("sbj,ij->sbi", xs, self.b_im),
+            )
+            g_lam = jnp.sum(first * trace.lam, axis=0) + jnp.sum(c * prev, axis=(0, 1))
+            g_gamma = jnp.sum(first * trace.gamma, axis=0) + jnp.sum(c * gbx, axis=(0, 1))
+            new_lam = lam_c[None] * trace.lam + jnp.sum(decay[:, None] * prev, axis=0)
+            new_gamma = lam_c[None] * trace.gamma + jnp.sum(decay[:, None] * gbx, axis=0)
+            return LRUTrace(e_re, e_im, new_lam, new_gamma), values(g_lam, g_gamma, g_re, -g_im)
+
+        return ElementwiseRule(init, step, grads, chunk)
 
     def features(self, state: Complex[Array, " hidden"]) -> Float[Array, " 2*hidden"]:
         return jnp.concatenate([jnp.real(state), jnp.imag(state)])

@@ -38,7 +38,8 @@ class Learner(NamedTuple):
             a sequence is the learner's gradient of the summed loss.
         sequence: an optional whole-sequence path ``(cell, head, loss_fn, xs, ys, *, key)
             -> (loss, grads)`` that :func:`rtrlx.sequence_grads` uses instead of scanning
-            ``step`` (BPTT's reverse pass, for one).
+            ``step`` (BPTT's reverse pass, for one). It returns None for a cell it has no
+            such path for, and ``step`` is scanned.
         name: the learner as the command line names it, e.g. ``"snap:1"``.
         exact_on: ``exact_on(cell) -> bool``: whether this learner claims the exact
             gradient on ``cell``. ``rtrlx check`` holds it to that claim.
@@ -52,7 +53,7 @@ class Learner(NamedTuple):
 
     init: Callable[..., Any]
     step: Callable[..., tuple[Any, Array, tuple[Grads, Grads]]]
-    sequence: Callable[..., tuple[Array, tuple[Grads, Grads]]] | None = None
+    sequence: Callable[..., tuple[Array, tuple[Grads, Grads]] | None] | None = None
     name: str = ""
     exact_on: Callable[[AbstractCell], bool] = _never_exact
     online: bool = True

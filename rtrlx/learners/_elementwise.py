@@ -14,12 +14,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, Float, PyTree
 
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import AbstractCell, state_to_units, units_to_state
-from ._base import Learner, batch_init, check_cell, is_batched, readout_batch
+from ._base import Learner, batch_init, check_cell, is_batched, readout_batch, zeros_grads
 
 
 class TraceState(NamedTuple):
@@ -125,8 +126,12 @@ def _unit_blocks(cell: AbstractCell, params: Any, static: Any, units: Array, x: 
     return new_units, j_theta, blocks
 
 
-def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
-    """Element-wise RTRL: exact when ``cell.diagonal``, SnAp-1 on any other cell."""
+def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Learner:
+    """Element-wise RTRL: exact when ``cell.diagonal``, SnAp-1 on any other cell.
+
+    On a whole known sequence, a cell whose rule has a ``chunk`` form (the LRU) is run
+    ``chunk`` steps at a time by it; otherwise, and when streaming, step by step.
+    """
 
     def checked(cell: AbstractCell) -> tuple[AbstractCell, Any]:
         check_cell(cell, name)
@@ -193,7 +198,68 @@ def elementwise_rtrl(name: str, require_diagonal: bool) -> Learner:
         g_cell = jax.tree.map(contract, trace, param_units, g_direct)
         return TraceState(hidden, trace), loss, (g_cell, g_head)
 
+    def sequence(cell, head, loss_fn, xs, ys, *, key):
+        """Chunks of ``chunk`` steps by the cell's ``rule.chunk``; None without one."""
+        del key
+        cell, _ = checked(cell)
+        rule = cell.elementwise_rule() if cell.diagonal else None
+        if rule is None or rule.chunk is None:
+            return None
+        if xs.ndim == 2:  # one stream is a batch of one
+            xs, ys = xs[:, None], ys[:, None]
+        steps, batch = xs.shape[:2]
+
+        def lead(a):
+            return jnp.broadcast_to(a, (batch, *a.shape))
+
+        dtype = jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array))[0].dtype
+        carry = (
+            jax.tree.map(lead, cell.init_state()),
+            jax.tree.map(lead, rule.init()),
+            jnp.zeros((), dtype),
+            zeros_grads(cell, head),
+        )
+
+        def run(carry, xy):
+            hidden, trace, total_loss, total = carry
+            xs_c, ys_c = xy
+
+            def forward(h, x):
+                new = jax.vmap(cell)(h, x)
+                return new, (h, new)
+
+            hidden, (prev, hs) = lax.scan(forward, hidden, xs_c)
+            loss, g_direct, g_head, deltas = jax.vmap(
+                lambda h, y: readout_batch(cell, head, loss_fn, h, y, True)
+            )(hs, ys_c)
+            assert rule.chunk is not None
+            trace, g_cell = rule.chunk(trace, prev, xs_c, deltas)
+            g_cell = jax.tree.map(lambda g, d: g + jnp.sum(d, axis=0), g_cell, g_direct)
+            g_head = jax.tree.map(lambda g: jnp.sum(g, axis=0), g_head)
+            total = jax.tree.map(jnp.add, total, (g_cell, g_head))
+            return (hidden, trace, total_loss + jnp.sum(loss), total), None
+
+        full = steps // chunk * chunk
+        if full:
+            # Slices taken inside the loop: a reshaped copy of the inputs would be memory
+            # that grows with the sequence.
+            def piece(carry, start):
+                xy = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, chunk), (xs, ys))
+                return run(carry, xy)
+
+            carry, _ = lax.scan(piece, carry, jnp.arange(0, full, chunk))
+        if steps > full:
+            carry, _ = run(carry, (xs[full:], ys[full:]))
+        return carry[2], carry[3]
+
     def exact_on(cell: AbstractCell) -> bool:
         return bool(cell.diagonal)
 
-    return Learner(init=init, step=step, name=name, exact_on=exact_on, independent_streams=True)
+    return Learner(
+        init=init,
+        step=step,
+        sequence=sequence,
+        name=name,
+        exact_on=exact_on,
+        independent_streams=True,
+    )

@@ -4,7 +4,7 @@ from ._base import Learner
 from ._elementwise import elementwise_rtrl
 
 
-def diag_rtrl() -> Learner:
+def diag_rtrl(*, chunk: int = 64) -> Learner:
     """Exact RTRL for cells whose recurrence is diagonal (LRU, RTU, ELSTM).
 
     When each unit's next state depends only on its own state, the influence of a parameter
@@ -14,10 +14,22 @@ def diag_rtrl() -> Learner:
     of the LRU paper and the real-time learning of RTUs. A cell with dense recurrence is
     refused with an error that names ``snap(1)``, the same update used as an approximation.
 
+    ``step`` streams, one step at a time. On a whole known sequence
+    (:func:`rtrlx.sequence_grads`), a cell whose rule has a chunked form (the LRU) is run
+    ``chunk`` steps at a time: the trace at each step is a decayed copy of the trace before
+    the chunk plus a sum over the chunk's inputs, so the chunk's gradient and the trace after
+    it come from a few GEMMs over (steps x batch) and one pass over the trace, instead of
+    ``chunk`` element-wise passes. The numbers are the streaming path's; the memory grows
+    with ``chunk``, not with the sequence.
+
+    Args:
+        chunk: steps per chunk of the whole-sequence path (>= 1).
+
     Returns:
         A :class:`Learner` exact on every cell it accepts.
 
     Raises:
+        ValueError: for a ``chunk`` below 1.
         UnsupportedCellError: from ``init``/``step`` when ``cell.diagonal`` is False.
 
     Examples:
@@ -35,4 +47,6 @@ def diag_rtrl() -> Learner:
         Elelimy, White, Bowling, White. Real-Time Recurrent Learning using Trace Units in
         Reinforcement Learning. NeurIPS 2024. https://arxiv.org/abs/2409.01449
     """
-    return elementwise_rtrl("diag_rtrl", require_diagonal=True)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"diag_rtrl: chunk must be a positive int, got {chunk!r}.")
+    return elementwise_rtrl("diag_rtrl", require_diagonal=True, chunk=chunk)
