@@ -12,7 +12,7 @@ from jaxtyping import Array, PyTree
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import state_to_units, units_to_state
-from ._base import Learner, LossFn, batch_init, batch_mean, is_batched
+from ._base import Learner, LossFn, batch_init, is_batched
 from ._elementwise import _unit_blocks, carry_traces, expand_units
 
 #: The approximations ``online_deep`` offers, from the most to the least complete.
@@ -57,24 +57,39 @@ def _contract(delta: Array, trace: Array, units: np.ndarray) -> Array:
     return jnp.sum(expand_units(delta, units) * trace, axis=0)
 
 
-def _local(model: Any, prev: tuple, x: Array, approx: str):
+def _local(model: Any, prev: tuple, x: Array, approx: str, chunked: tuple[bool, ...] = ()):
     """One step's quantities, for one example, with the previous states ``prev`` given.
 
+    Args:
+        model: the stack.
+        prev: every block's previous state.
+        x: this step's input.
+        approx: the approximation.
+        chunked: per block, whether its cell's rule has a chunked form (then its immediate
+            Jacobian is not formed: the rule works from the block's inputs).
+
     Returns:
-        ``(new_units, j_thetas, blocks, encoder_jac, top)``: each block's new state in the
-        unit view; for traced approximations each block's immediate parameter Jacobian
-        rows and state Jacobian blocks ``(S, S, n)``; block 1's Jacobian in the encoder's
-        parameters ``(S, n, *W.shape)`` (``"full"`` only); the top output.
+        ``(new_units, inputs, j_thetas, blocks, encoder_jac, top)``: each block's new state
+        in the unit view and its input ``z``; for traced approximations each block's
+        immediate parameter Jacobian rows and state Jacobian blocks ``(S, S, n)`` (None for
+        a chunked block, whose blocks are formed only where the encoder trace needs them);
+        block 1's Jacobian in the encoder's parameters ``(S, n, *W.shape)`` (``"full"``
+        only); the top output.
     """
     from ..models.deep import _norm
 
     traced = approx in ("full", "snap1")
     u = model.encoder(x)
-    new_units, j_thetas, blocks = [], [], []
-    for cell, glu, h in zip(model.cells, model.glus, prev, strict=True):
+    new_units, inputs, j_thetas, blocks = [], [], [], []
+    for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
         z = _norm(u)
+        inputs.append(z)
         units = state_to_units(h)
-        if traced:
+        if traced and i < len(chunked) and chunked[i]:
+            nu = state_to_units(cell(h, z))
+            j_thetas.append(None)
+            blocks.append(_state_blocks(cell, h, z) if i == 0 and approx == "full" else None)
+        elif traced:
             cp, cs = eqx.partition(cell, eqx.is_inexact_array)
             nu, j_theta, bl = _unit_blocks(cell, cp, cs, units, z)
             j_thetas.append(j_theta)
@@ -85,7 +100,7 @@ def _local(model: Any, prev: tuple, x: Array, approx: str):
         a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
         u = u + a * jax.nn.sigmoid(b)
     encoder_jac = _encoder_jacobian(model, prev, x) if approx == "full" else ()
-    return new_units, j_thetas, blocks, encoder_jac, u
+    return new_units, inputs, j_thetas, blocks, encoder_jac, u
 
 
 def _state_blocks(cell: Any, h: State, z: Array) -> Array:
@@ -121,7 +136,8 @@ def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, 
     """This step's loss with the previous states held fixed.
 
     ``eps`` is added to each new block state, so its gradient is ``dL_t/dh^l_t`` through
-    the current step only.
+    the current step only. Returns the loss and, as auxiliary output, each block's input
+    ``z`` (what a chunked rule needs).
 
     Under ``"spatial"`` the previous state's own contribution to the new state carries no
     gradient (``f(h, z) - f(0, z)`` is held constant: ``λ h_{t-1}`` for the LRU), as in
@@ -131,8 +147,10 @@ def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, 
 
     model, head = eqx.combine(params, static)
     u = model.encoder(x)
+    inputs = []
     for cell, glu, h, e in zip(model.cells, model.glus, prev, eps, strict=True):
         z = _norm(u)
+        inputs.append(lax.stop_gradient(z))
         new = cell(h, z)
         if approx == "spatial":
             rest = cell(cell.init_state(), z)
@@ -140,7 +158,12 @@ def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, 
         nu = state_to_units(new) + e
         a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
         u = u + a * jax.nn.sigmoid(b)
-    return loss_fn(head(u), y)
+    return loss_fn(head(u), y), tuple(inputs)
+
+
+def _time_major(tree: PyTree[Array]) -> PyTree[Array]:
+    """Swap the leading (time, batch) axes of every leaf to (batch, time)."""
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree)
 
 
 def _mix_time(blocks: Array, traces: PyTree[Array], param_units: PyTree) -> PyTree[Array]:
@@ -209,10 +232,11 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
     Two paths compute the same gradients. ``step`` streams, with memory constant in the
     sequence length. The whole-sequence path that :func:`rtrlx.sequence_grads` uses runs
     the stack forward, evaluates every step's local quantities and the spatial backprop for
-    ``chunk`` steps at once (vectorised over time), and computes the chunk's traces with
-    ``lax.associative_scan``; its memory grows with ``chunk``, not with the sequence. On a
-    CPU the streaming path is the faster one (BENCHMARKS.md); the scan path is the parallel
-    form for accelerators. A block whose cell declares a closed-form trace
+    ``chunk`` steps at once (vectorised over time). A block whose cell's rule has a chunked
+    form (the LRU's) gets the chunk's gradient and its trace after the chunk from it, a few
+    GEMMs with no per-step trace; the other blocks and the encoder trace have the chunk's
+    traces computed by ``lax.associative_scan``. Its memory grows with ``chunk``, not with
+    the sequence. A block whose cell declares a closed-form trace
     (``cell.elementwise_rule()``, e.g. the LRU's complex trace) uses it when streaming.
 
     Args:
@@ -275,15 +299,23 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         model = _check(model)
         return batch_init(model, batch_size, lambda: make_state(model, rules_of(model)))
 
-    def add_carried(model, g_model, deltas, carried, enc_carried):
-        """The spatial gradient plus each trace's past part read out by its block's error."""
+    def add_carried(model, g_model, deltas, carried, enc_carried, replaced=()):
+        """The spatial gradient plus each trace's past part read out by its block's error.
+
+        A block with an entry in ``replaced`` (a chunked rule's gradient, which holds the
+        immediate part too) takes that gradient instead.
+        """
         if not traced:
             return g_model
         cells_g = tuple(
-            jax.tree.map(
+            replaced[i]
+            if i < len(replaced) and replaced[i] is not None
+            else jax.tree.map(
                 lambda g, tr, pu, d=d: g + _contract(d, tr, pu), gc, c, cell.param_units()
             )
-            for cell, gc, c, d in zip(model.cells, g_model.cells, carried, deltas, strict=True)
+            for i, (cell, gc, c, d) in enumerate(
+                zip(model.cells, g_model.cells, carried, deltas, strict=True)
+            )
         )
         g_model = eqx.tree_at(lambda m: m.cells, g_model, cells_g)
         if approx == "full":
@@ -348,7 +380,7 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         # gradients are batched matmuls): the error reaching every block, with 1/B in it.
         def batch_loss(p, eps):
             def one(e, pr, x, y):
-                return _spatial_loss(static, loss_fn, approx, p, e, pr, x, y)
+                return _spatial_loss(static, loss_fn, approx, p, e, pr, x, y)[0]
 
             return jnp.mean(jax.vmap(one)(eps, prev, x, y))
 
@@ -400,78 +432,114 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         return new_state, loss, (g_model, g_head)
 
     def sequence(model, head, loss_fn, xs, ys, *, key):
+        del key
         model = _check(model)
         params, static = eqx.partition((model, head), eqx.is_inexact_array)
         enc_units = _encoder_units(model.encoder, model.hidden_size)
+        rules = rules_of(model)
+        chunked = tuple(r is not None and r.chunk is not None for r in rules)
+        # Per-step Jacobians are needed for blocks without a chunked rule and the encoder.
+        needs_local = approx == "full" or (traced and not all(chunked))
+        if xs.ndim == 2:  # one stream is a batch of one
+            xs, ys = xs[:, None], ys[:, None]
+
+        def over_batch(fn):
+            """``fn`` of one stream at one step, mapped over (time, batch)."""
+            return jax.vmap(jax.vmap(fn))
 
         def run_chunk(state: OnlineDeepState, xs, ys):
-            """One chunk of one example: (new state, summed loss, summed gradients)."""
+            """One chunk of the batch: (new state, summed loss, summed gradients).
+
+            Arrays are ``(C, batch, ...)``; the loss and gradients are the batch mean's.
+            """
 
             def forward(h, x):
-                return model(h, x), h
+                return jax.vmap(model)(h, x), h
 
             last, prevs = lax.scan(forward, state.hidden, xs)
             prevs = prevs[:-1]
-            new_units, j_thetas, blocks, enc_jac, _ = jax.vmap(
-                lambda p, x: _local(model, p, x, approx)
-            )(prevs, xs)
+            j_thetas: Any = ()
+            blocks: Any = ()
+            enc_jac: Any = ()
+            if needs_local:
+                _, _, j_thetas, blocks, enc_jac, _ = over_batch(
+                    lambda p, x: _local(model, p, x, approx, chunked)
+                )(prevs, xs)
 
             def total(p, eps):
-                losses = jax.vmap(
+                losses, inputs = over_batch(
                     lambda e, pr, x, y: _spatial_loss(static, loss_fn, approx, p, e, pr, x, y)
                 )(eps, prevs, xs, ys)
-                return jnp.sum(losses)
+                return jnp.sum(jnp.mean(losses, axis=1)), inputs
 
-            eps = tuple(jnp.zeros_like(nu) for nu in new_units)
-            loss, (g_params, deltas) = jax.value_and_grad(total, argnums=(0, 1))(params, eps)
+            eps = tuple(jax.vmap(jax.vmap(state_to_units))(h) for h in prevs)
+            eps = jax.tree.map(jnp.zeros_like, eps)
+            # deltas carry the batch mean's 1/batch, so contractions sum over the batch.
+            (loss, inputs), (g_params, deltas) = jax.value_and_grad(
+                total, argnums=(0, 1), has_aux=True
+            )(params, eps)
             g_model, g_head = g_params
-            traces, carried = [], []
-            for bl, j, tr0, cell in zip(
-                blocks, j_thetas, state.traces, model.cells[: len(blocks)], strict=True
+            if not needs_local:  # a chunked rule for every traced block
+                j_thetas = (None,) * (len(model.cells) if traced else 0)
+
+            def scan_traces(blocks, j, tr0, units):
+                """The chunk's traces of every stream, ``(C, batch, ...)``."""
+                fn = jax.vmap(lambda b, jj, t: _scan_traces(b, jj, t, units), out_axes=1)
+                return fn(jnp.swapaxes(blocks, 0, 1), _time_major(j), tr0)
+
+            traces, carried, replaced = [], [], []
+            for i, (j, tr0, cell) in enumerate(
+                zip(j_thetas, state.traces, model.cells[: len(j_thetas)], strict=True)
             ):
-                units = cell.param_units()
-                all_t = _scan_traces(bl, j, tr0, units)
+                if chunked[i]:
+                    # The rule's chunked form: one set of GEMMs for the batch, no per-step
+                    # trace.
+                    rule = rules[i]
+                    assert rule is not None and rule.chunk is not None
+                    tr, g = rule.chunk(tr0, prevs[i], inputs[i], deltas[i])
+                    traces.append(tr)
+                    carried.append(None)
+                    replaced.append(g)
+                    continue
+                all_t = scan_traces(blocks[i], j, tr0, cell.param_units())
                 traces.append(jax.tree.map(lambda a: a[-1], all_t))
                 # The carried parts summed over the chunk, each read out by its step's error.
                 carried.append(jax.tree.map(jnp.subtract, all_t, j))
+                replaced.append(None)
             enc_trace, enc_carried = (), ()
             if approx == "full":
-                all_t = _scan_traces(blocks[0], enc_jac, state.encoder_trace, enc_units)
+                all_t = scan_traces(blocks[0], enc_jac, state.encoder_trace, enc_units)
                 enc_trace = jax.tree.map(lambda a: a[-1], all_t)
                 enc_carried = jax.tree.map(jnp.subtract, all_t, enc_jac)
-            # Fold time into the S axis so one contraction sums over both.
-            fold = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), (deltas, carried))
+            # Fold time and batch into the S axis so one contraction sums over all three.
+            fold = jax.tree.map(lambda a: a.reshape(-1, *a.shape[3:]), (deltas, carried))
             deltas_f, carried_f = fold
-            enc_f = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), enc_carried)
-            g_model = add_carried(model, g_model, deltas_f, carried_f, enc_f)
+            enc_f = jax.tree.map(lambda a: a.reshape(-1, *a.shape[3:]), enc_carried)
+            g_model = add_carried(model, g_model, deltas_f, carried_f, enc_f, tuple(replaced))
             return OnlineDeepState(last, tuple(traces), enc_trace), loss, (g_model, g_head)
 
-        def one(xs, ys):
-            t = xs.shape[0]
-            size = min(chunk, t)
-            whole, rest = divmod(t, size)
-            state = make_state(model, [None] * len(model.cells))  # the generic layout
-            zero = jax.tree.map(jnp.zeros_like, params)
-            loss = jnp.zeros((), xs.dtype)
+        steps, batch = xs.shape[:2]
+        size = min(chunk, steps)
+        whole, rest = divmod(steps, size)
+        # Chunked rules keep their own trace layout, the other blocks the generic one.
+        layout = [r if c else None for r, c in zip(rules, chunked, strict=True)]
+        state = batch_init(model, batch, lambda: make_state(model, layout))
+        zero = jax.tree.map(jnp.zeros_like, params)
+        loss = jnp.zeros((), xs.dtype)
 
-            def body(carry, xy):
-                state, loss, grads = carry
-                state, chunk_loss, g = run_chunk(state, *xy)
-                return (state, loss + chunk_loss, jax.tree.map(jnp.add, grads, g)), None
+        def body(carry, start):
+            state, loss, grads = carry
+            xy = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, size), (xs, ys))
+            state, chunk_loss, g = run_chunk(state, *xy)
+            return (state, loss + chunk_loss, jax.tree.map(jnp.add, grads, g)), None
 
-            split = whole * size
-            xs_c = xs[:split].reshape(whole, size, *xs.shape[1:])
-            ys_c = ys[:split].reshape(whole, size, *ys.shape[1:])
-            (state, loss, grads), _ = lax.scan(body, (state, loss, zero), (xs_c, ys_c))
-            if rest:
-                _, chunk_loss, g = run_chunk(state, xs[split:], ys[split:])
-                loss, grads = loss + chunk_loss, jax.tree.map(jnp.add, grads, g)
-            return loss, grads
-
-        if xs.ndim == 3:
-            loss, grads = jax.vmap(one, in_axes=(1, 1))(xs, ys)
-            return batch_mean((loss, grads), True)
-        return one(xs, ys)
+        split = whole * size
+        carry = (state, loss, zero)
+        (state, loss, grads), _ = lax.scan(body, carry, jnp.arange(0, split, size))
+        if rest:
+            _, chunk_loss, g = run_chunk(state, xs[split:], ys[split:])
+            loss, grads = loss + chunk_loss, jax.tree.map(jnp.add, grads, g)
+        return loss, grads
 
     def exact_on(model: Any) -> bool:
         from ..models.deep import DeepRecurrent
