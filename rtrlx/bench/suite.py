@@ -203,7 +203,13 @@ DEFAULT: tuple[Case, ...] = (
         "online-deep",
         "deep-lru",
         (64, 128),
-        ("online_deep", "online_deep/stream", "online_deep:snap1/stream", "inference"),
+        (
+            "online_deep",
+            "online_deep/stream",
+            "online_deep:snap1",
+            "online_deep:snap1/stream",
+            "inference",
+        ),
         steps=48,
         batch=50,
         input_size=8,
@@ -219,7 +225,17 @@ DEFAULT: tuple[Case, ...] = (
                 "x",
             ),
             Target(
-                "online_deep:snap1 streaming (the reference's rule), d_model 64: <= 1.0x BPTT",
+                "online_deep:snap1 (the reference's rule), d_model 64: <= 1.0x BPTT",
+                _ratio("online_deep:snap1", 64, 1.0),
+                "x",
+            ),
+            Target(
+                "online_deep:snap1, d_model 128: <= 1.0x BPTT",
+                _ratio("online_deep:snap1", 128, 1.0),
+                "x",
+            ),
+            Target(
+                "online_deep:snap1 streaming step, d_model 64: <= 1.0x BPTT",
                 _ratio("online_deep:snap1/stream", 64, 1.0),
                 "x",
             ),
