@@ -135,10 +135,11 @@ def test_tbptt_one_equals_instantaneous_gradient():
 def test_diag_rtrl_chunked_lru_path_equals_bptt(chunk, batch):
     """Whole chunks, a remainder, chunk 1 and a chunk longer than the sequence (T = 20)."""
     cell, head, xs, ys = make_problem("lru", batch=batch)
-    _, g_ref = bptt_grads(cell, head, xs, ys)
+    loss_ref, g_ref = bptt_grads(cell, head, xs, ys)
     loss, g = rtrlx.sequence_grads(
         rtrlx.diag_rtrl(chunk=chunk), cell, head, rtrlx.losses.mse, xs, ys
     )
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
     ref = flat(g_ref)
     np.testing.assert_allclose(flat(g), ref, rtol=1e-7, atol=1e-10 * float(jnp.abs(ref).max()))
     with pytest.raises(ValueError, match="chunk must be a positive int"):

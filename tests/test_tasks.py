@@ -150,7 +150,7 @@ def test_influence_cell_has_the_uoro_dynamics():
     np.testing.assert_allclose(loss, 0.5 * (float(state[0]) - 1) ** 2, rtol=1e-6)
 
 
-def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobian():
+def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobian(monkeypatch):
     """theta drives every unit, so the cell is not unit-local and rtrl takes J_theta dense."""
     task, p = rtrlx.tasks.make("influence-balancing", units=6, positive=2, theta=0.7)
     cell, head = task.model(p)
@@ -161,3 +161,7 @@ def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobia
     _, got = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
     np.testing.assert_allclose(got[0].theta, ref[0].theta, rtol=1e-10)
     assert float(jnp.abs(ref[0].theta).max()) > 1e-3
+    # The declaration matters: claimed unit-local, the sparse J_theta drops real terms.
+    monkeypatch.setattr(type(cell), "unit_local", True)
+    _, wrong = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+    assert not np.allclose(wrong[0].theta, ref[0].theta, rtol=1e-3)
