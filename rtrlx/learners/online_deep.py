@@ -447,17 +447,38 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             """``fn`` of one stream at one step, mapped over (time, batch)."""
             return jax.vmap(jax.vmap(fn))
 
+        def forward_blocks(hidden, xs):
+            """The stack over a chunk, block by block: its new state and each block's past.
+
+            The past is each block's states before every step, ``(C, batch, ...)``. Only
+            the recurrent cells are scanned over time; the encoder, normalisations and GLUs
+            run on the whole chunk at once (the chunk is known).
+            """
+            from ..models.deep import _norm
+
+            u = over_batch(model.encoder)(xs)
+            prevs, lasts = [], []
+            for cell, glu, h0 in zip(model.cells, model.glus, hidden[:-1], strict=True):
+                z = over_batch(_norm)(u)
+
+                def advance(h, z_t, cell=cell):
+                    new = jax.vmap(cell)(h, z_t)
+                    return new, (h, new)
+
+                last, (before, after) = lax.scan(advance, h0, z)
+                out = over_batch(lambda h, cell=cell, glu=glu: glu(cell.features(h)))(after)
+                a, b = jnp.split(out, 2, axis=-1)
+                u = u + a * jax.nn.sigmoid(b)
+                prevs.append(before)
+                lasts.append(last)
+            return (*lasts, u[-1]), tuple(prevs)
+
         def run_chunk(state: OnlineDeepState, xs, ys):
             """One chunk of the batch: (new state, summed loss, summed gradients).
 
             Arrays are ``(C, batch, ...)``; the loss and gradients are the batch mean's.
             """
-
-            def forward(h, x):
-                return jax.vmap(model)(h, x), h
-
-            last, prevs = lax.scan(forward, state.hidden, xs)
-            prevs = prevs[:-1]
+            last, prevs = forward_blocks(state.hidden, xs)
             j_thetas: Any = ()
             blocks: Any = ()
             enc_jac: Any = ()
