@@ -7,8 +7,12 @@ absolute times against the research implementations measured on this kind of 2-c
 machine (their times are in each target's text).
 """
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .flops import matmul_rate
 from .speed import SpeedResult, compiled_memory, time_per_step
@@ -102,7 +106,7 @@ def _flat_memory(learner: str, tolerance: float) -> Callable[[dict, dict], tuple
     return measure
 
 
-#: The default suite (about 10 minutes on 2 CPU cores).
+#: The default suite (about 4 minutes on 2 CPU cores).
 DEFAULT: tuple[Case, ...] = (
     Case(
         "rnn64",
@@ -264,8 +268,40 @@ TINY: tuple[Case, ...] = (
 SUITES = {"default": DEFAULT, "tiny": TINY}
 
 
+_CHILD = (
+    "import json, sys\n"
+    "from rtrlx.bench.speed import time_per_step\n"
+    "print(json.dumps(time_per_step(**json.loads(sys.argv[1])).as_dict()))\n"
+)
+
+
+def _time_in_fresh_process(**kwargs: Any) -> SpeedResult:
+    """:func:`time_per_step` in a new Python process, so no earlier measurement shapes it.
+
+    One process runs every learner of a suite otherwise, and a case that allocates
+    gigabytes (the scan path of ``online_deep``) left the next learner's timing 1.3-1.6x
+    slower than the same learner timed alone (measured: online_deep:snap1, d_model 64).
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"timing {kwargs.get('learner')} on {kwargs.get('cell')} in a fresh process "
+            f"failed:\n{done.stderr[-3000:]}"
+        )
+    return SpeedResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def run_suite(
-    cases: tuple[Case, ...], *, repeats: int = 5, on_progress: Callable[[str], None] | None = None
+    cases: tuple[Case, ...],
+    *,
+    repeats: int = 5,
+    on_progress: Callable[[str], None] | None = None,
+    isolate: bool = True,
 ) -> dict:
     """Measure every case and evaluate its targets.
 
@@ -273,6 +309,8 @@ def run_suite(
         cases: the suite, e.g. :data:`DEFAULT`.
         repeats: timed repetitions per measurement (the median is kept).
         on_progress: called with a description before each measurement.
+        isolate: time every (case, learner, size) in a fresh process (a second or two
+            each), so that one measurement's allocations do not slow the next.
 
     Returns:
         ``{"matmul_flops_per_second", "same_shape_matmul_flops_per_second", "cases":
@@ -289,9 +327,10 @@ def run_suite(
         for hidden in case.hidden:
             for learner in ("bptt", *case.learners):
                 say(f"{case.name}: {learner} on {case.cell} n={hidden}")
-                results[(learner, hidden)] = time_per_step(
-                    learner,
-                    case.cell,
+                timer = _time_in_fresh_process if isolate else time_per_step
+                results[(learner, hidden)] = timer(
+                    learner=learner,
+                    cell=case.cell,
                     hidden=hidden,
                     steps=case.learner_steps.get(learner, case.steps),
                     batch=case.batch,
