@@ -131,7 +131,10 @@ def sequence_grads(
     The state starts at ``h_0 = cell.init_state()`` and the parameters are held fixed over
     the sequence, so exact learners return BPTT's gradient and stochastic learners an
     unbiased estimate of it. Online learners run their streaming ``step`` under
-    ``lax.scan``; a learner with a whole-sequence path (``bptt``, ``tbptt``) uses it.
+    ``lax.scan``; a learner with a whole-sequence path for the cell uses it (``bptt`` and
+    ``tbptt``'s reverse passes, ``diag_rtrl``'s chunked LRU rule, ``online_deep``'s chunks),
+    with the same numbers as streaming and memory that does not grow with the sequence
+    (except BPTT's).
 
     Args:
         learner: a :class:`Learner`, e.g. ``rtrlx.rtrl()``.
