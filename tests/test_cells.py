@@ -178,6 +178,22 @@ def test_elman_leak():
         rtrlx.cells.Elman(2, 3, alpha=0.0, key=jax.random.key(0))
 
 
+def assert_rule_equals_generic(cell, generic, key, rule_trace):
+    """diag_rtrl with the cell's own rule and with the generic update, step by step."""
+    head = eqx.nn.Linear(10, 2, key=key)
+    xs = jax.random.normal(key, (25, 4, 3))
+    ys = jax.random.normal(jax.random.fold_in(key, 1), (25, 4, 2))
+    learner = rtrlx.diag_rtrl()
+    assert type(learner.init(cell).trace).__name__ == rule_trace
+    assert type(learner.init(generic).trace).__name__ == type(generic).__name__
+    s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
+    for t in range(xs.shape[0]):
+        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
+        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
+        np.testing.assert_allclose(l1, l2, rtol=1e-12)
+        np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
+
+
 def test_lru_closed_form_rule_equals_the_generic_update():
     """The LRU's complex traces give, step by step, the generic element-wise gradients."""
 
@@ -185,22 +201,11 @@ def test_lru_closed_form_rule_equals_the_generic_update():
         def elementwise_rule(self):
             return None
 
-    k = jax.random.split(jax.random.key(8), 4)
+    k = jax.random.split(jax.random.key(8), 3)
     cell = perturb(rtrlx.cells.LRU(3, 5, key=k[0]), k[1])
     fields = lambda c: (c.nu_log, c.theta_log, c.gamma_log, c.b_re, c.b_im)  # noqa: E731
     generic = eqx.tree_at(fields, GenericLRU(3, 5, key=k[0]), fields(cell))
-    head = eqx.nn.Linear(10, 2, key=k[2])
-    xs = jax.random.normal(k[3], (25, 4, 3))
-    ys = jax.random.normal(jax.random.fold_in(k[3], 1), (25, 4, 2))
-    learner = rtrlx.diag_rtrl()
-    assert type(learner.init(cell).trace).__name__ == "LRUTrace"
-    assert type(learner.init(generic).trace).__name__ == "GenericLRU"
-    s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
-    for t in range(xs.shape[0]):
-        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
-        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
-        np.testing.assert_allclose(l1, l2, rtol=1e-12)
-        np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
+    assert_rule_equals_generic(cell, generic, k[2], "LRUTrace")
 
 
 @pytest.mark.parametrize("variant", ["linear", "relu", "tanh"])
@@ -216,19 +221,8 @@ def test_rtu_closed_form_rule_equals_the_generic_update(variant):
         "relu": {"nonlinear": True},
         "tanh": {"nonlinear": True, "activation": jnp.tanh},
     }[variant]
-    k = jax.random.split(jax.random.key(10), 4)
+    k = jax.random.split(jax.random.key(10), 3)
     cell = perturb(rtrlx.cells.RTU(3, 5, key=k[0], **kwargs), k[1])
     fields = lambda c: (c.nu_log, c.theta_log, c.w1, c.w2)  # noqa: E731
     generic = eqx.tree_at(fields, GenericRTU(3, 5, key=k[0], **kwargs), fields(cell))
-    head = eqx.nn.Linear(10, 2, key=k[2])
-    xs = jax.random.normal(k[3], (25, 4, 3))
-    ys = jax.random.normal(jax.random.fold_in(k[3], 1), (25, 4, 2))
-    learner = rtrlx.diag_rtrl()
-    assert type(learner.init(cell).trace).__name__ == "RTUTrace"
-    assert type(learner.init(generic).trace).__name__ == "GenericRTU"
-    s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
-    for t in range(xs.shape[0]):
-        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
-        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
-        np.testing.assert_allclose(l1, l2, rtol=1e-12)
-        np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
+    assert_rule_equals_generic(cell, generic, k[2], "RTUTrace")
