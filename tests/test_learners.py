@@ -119,12 +119,13 @@ def test_by_stream_choice_and_refusals(monkeypatch):
     monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1)
     assert sequence.use_by_stream(rtrl, cell, None)  # on CPU, above the threshold
     assert not sequence.use_by_stream(rtrl, cell, False)
-    assert not sequence.use_by_stream(rtrlx.uoro(), cell, None)  # one key for the batch
+    assert not sequence.use_by_stream(rtrlx.rflo(), cell, None)  # one feedback matrix
     monkeypatch.setattr(sequence, "BY_STREAM_BYTES", 1 << 40)
     assert not sequence.use_by_stream(rtrl, cell, None)
-    for learner, match in ((rtrlx.uoro(), "shares state"), (rtrlx.bptt(), "own whole-seq")):
-        with pytest.raises(ValueError, match=match):
-            rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys, by_stream=True)
+    with pytest.raises(ValueError, match="shares state"):
+        sequence.use_by_stream(rtrlx.rflo(), cell, True)
+    with pytest.raises(ValueError, match="own whole-seq"):
+        rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys, by_stream=True)
     lru, head, xs, ys = make_problem("lru", batch=BATCH)
     with pytest.raises(ValueError, match="own whole-sequence path for LRU"):
         rtrlx.sequence_grads(

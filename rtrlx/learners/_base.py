@@ -5,6 +5,7 @@ axis of the state and input, keeping counters and PRNG keys unbatched, and avera
 and gradients over the batch.
 """
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,7 +49,18 @@ class Learner(NamedTuple):
             over them, and ``init(cell, key=k, batch_size=B)`` is the stack of
             ``init(cell, key=jax.random.split(k, B)[b])``. Then
             :func:`rtrlx.sequence_grads` may run the streams one after another
-            (``by_stream``) and get the same numbers.
+            (``by_stream``).
+        truncation: for a learner that cuts the gradient's path into windows (``tbptt(k)``),
+            the window length ``k``: a caller whose data resets every ``P`` steps needs
+            ``P % k == 0``, and the learner is exact on sequences of at most ``k`` steps.
+            None when the learner does not truncate.
+        per_step_grads: whether ``step`` emits each step's own gradient contribution at
+            that step (RTRL and its approximations). False when gradients arrive late, as a
+            window's sum at its end (``tbptt``), or never (``bptt``): an agent that weighs
+            each step's gradient by a later signal (an eligibility trace, AC(λ)) needs True.
+        stochastic: whether the learner draws noise. Its state then has a field ``key``
+            holding one PRNG key per stream (leading batch axis when batched), split at
+            every step; ``init`` without a key warns and uses ``jax.random.key(0)``.
     """
 
     init: Callable[..., Any]
@@ -58,6 +70,18 @@ class Learner(NamedTuple):
     exact_on: Callable[[AbstractCell], bool] = _never_exact
     online: bool = True
     independent_streams: bool = False
+    truncation: int | None = None
+    per_step_grads: bool = True
+    stochastic: bool = False
+
+    def exact_for(self, cell: AbstractCell, steps: int) -> bool:
+        """Whether this learner claims the exact gradient on ``cell`` over ``steps`` steps.
+
+        A truncating learner is exact when its window holds the whole sequence.
+        """
+        if self.truncation is not None and steps <= self.truncation:
+            return True
+        return bool(self.exact_on(cell))
 
 
 class FlatCell(NamedTuple):
@@ -204,3 +228,31 @@ def flat_param_units(cell: AbstractCell) -> np.ndarray:
     """The unit of every entry of the flat parameter vector (see ``param_units``)."""
     leaves = jax.tree.leaves(cell.param_units())
     return np.concatenate([np.asarray(u).reshape(-1) for u in leaves]).astype(np.int32)
+
+
+def stream_keys_init(key: Any, batch_size: int | None, learner: str) -> Any:
+    """The ``key`` field of a stochastic learner's state: one key per stream.
+
+    Every stochastic learner keeps the same layout: a single key for one stream, ``(batch,)``
+    keys for a batch, the stack of ``jax.random.split(key, batch_size)``, so that a stream's
+    draws do not depend on the other streams of its batch (and running the streams one after
+    another gives the same numbers). A missing key warns, as optax's ``add_noise`` does.
+    """
+    if key is None:
+        warnings.warn(
+            f"{learner}: init() got no key; using jax.random.key(0), so every run draws the "
+            "same noise. Pass key=jax.random.key(seed).",
+            stacklevel=3,
+        )
+        key = jax.random.key(0)
+    return key if batch_size is None else jax.random.split(key, batch_size)
+
+
+def split_stream_keys(keys: Any, batched: bool) -> tuple[Any, Any]:
+    """Split each stream's key: ``(keys kept in the state, keys used at this step)``."""
+
+    def split(key):
+        key, sub = jax.random.split(key)
+        return key, sub
+
+    return map_batch(split, batched, keys)

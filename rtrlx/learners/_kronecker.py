@@ -28,7 +28,16 @@ from ..cells._base import (
     state_to_units,
     units_to_state,
 )
-from ._base import Learner, batch_init, check_cell, is_batched, map_batch, readout_batch
+from ._base import (
+    Learner,
+    batch_init,
+    check_cell,
+    is_batched,
+    map_batch,
+    readout_batch,
+    split_stream_keys,
+    stream_keys_init,
+)
 
 
 class FactorShape(NamedTuple):
@@ -134,12 +143,6 @@ def factor_grads(
     return grads
 
 
-def stream_keys(key: Array, batch: int | None) -> tuple[Array, Array]:
-    """Split the learner's key: ``(next key, one key per stream or a single key)``."""
-    key, sub = jax.random.split(key)
-    return key, (sub if batch is None else jax.random.split(sub, batch))
-
-
 class KroneckerState(NamedTuple):
     """State of ``kf_rtrl()`` and ``ok(rank)``."""
 
@@ -160,11 +163,6 @@ class KroneckerState(NamedTuple):
 Reduce = Callable[[PRNGKeyArray, Array, Array, Array, Array], tuple[Array, Array]]
 
 
-def _split_key(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
-    key, sub = jax.random.split(key)
-    return key, sub
-
-
 def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
     """A learner keeping each factor's influence as a sum of ``rank`` Kronecker products."""
 
@@ -180,14 +178,12 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
             return cell.init_state(), u, a
 
         hidden, u, a = batch_init(cell, batch_size, make)
-        key = jax.random.key(0) if key is None else key
-        keys = key if batch_size is None else jax.random.split(key, batch_size)
-        return KroneckerState(hidden, u, a, keys)
+        return KroneckerState(hidden, u, a, stream_keys_init(key, batch_size, name))
 
     def step(cell, head, loss_fn, state: KroneckerState, x, y):
         factors = kron_factors(cell, name)
         batched = is_batched(cell, state.hidden, x, name)
-        key, keys = map_batch(_split_key, batched, state.key)
+        key, keys = split_stream_keys(state.key, batched)
 
         def one(hidden, us, a_mats, key, x):
             jac = step_jacobians(cell, factors, state_to_units(hidden), x)
@@ -207,4 +203,4 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
         g_cell = jax.tree.map(jnp.add, g_cell, g_direct)
         return KroneckerState(hidden, us, a_mats, key), loss, (g_cell, g_head)
 
-    return Learner(init=init, step=step, name=name, independent_streams=True)
+    return Learner(init=init, step=step, name=name, independent_streams=True, stochastic=True)

@@ -101,4 +101,5 @@ def bptt() -> Learner:
         name="bptt",
         exact_on=lambda cell: True,
         online=False,
+        per_step_grads=False,
     )

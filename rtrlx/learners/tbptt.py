@@ -139,4 +139,6 @@ def tbptt(k: int) -> Learner:
         step=step,
         sequence=_grads(k),
         name=f"tbptt:{k}",
+        truncation=k,
+        per_step_grads=False,
     )

@@ -16,9 +16,10 @@ from ._base import (
     is_batched,
     map_batch,
     readout_batch,
+    split_stream_keys,
+    stream_keys_init,
     unit_transition,
 )
-from ._kronecker import stream_keys
 
 
 class UOROState(NamedTuple):
@@ -27,7 +28,7 @@ class UOROState(NamedTuple):
     hidden: State  # the state h_t; leaves (hidden,) or (batch, hidden)
     h_tilde: Float[Array, "... S*hidden"]  # M_t ~ outer(h_tilde, theta_tilde)
     theta_tilde: Float[Array, "... P"]
-    key: PRNGKeyArray  # split at every step; never batched
+    key: PRNGKeyArray  # one per stream (leading batch axis when batched), split every step
 
 
 def uoro() -> Learner:
@@ -67,13 +68,12 @@ def uoro() -> Learner:
             return cell.init_state(), jnp.zeros(size, theta.dtype), jnp.zeros_like(theta)
 
         hidden, h_tilde, theta_tilde = batch_init(cell, batch_size, make)
-        key = jax.random.key(0) if key is None else key
-        return UOROState(hidden, h_tilde, theta_tilde, key)
+        return UOROState(hidden, h_tilde, theta_tilde, stream_keys_init(key, batch_size, "uoro"))
 
     def step(cell, head, loss_fn, state: UOROState, x, y):
         check_cell(cell, "uoro")
         batched = is_batched(cell, state.hidden, x, "uoro")
-        key, keys = stream_keys(state.key, x.shape[0] if batched else None)
+        key, keys = split_stream_keys(state.key, batched)
         flat = flatten_cell(cell)
 
         def one(hidden, h_tilde, theta_tilde, key, x):
@@ -102,4 +102,4 @@ def uoro() -> Learner:
         g_cell = jax.tree.map(jnp.add, flat.unravel(g_flat), g_direct)
         return UOROState(hidden, h_tilde, theta_tilde, key), loss, (g_cell, g_head)
 
-    return Learner(init=init, step=step, name="uoro")
+    return Learner(init=init, step=step, name="uoro", independent_streams=True, stochastic=True)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from .._tree import reset_where as reset_where
 from ..cells import GRU, LRU, RTU
 from ..cells._base import AbstractCell
 
@@ -103,22 +104,6 @@ def split_output(out: Array) -> tuple[Array, Array]:
 def entropy(log_probs: Array) -> Array:
     """Entropy of a categorical distribution from its log-probabilities."""
     return -jnp.sum(jnp.exp(log_probs) * log_probs)
-
-
-def reset_where(done: Array, state: Any, fresh: Any) -> Any:
-    """``fresh`` where ``done`` (per stream: ``done`` has the state's leading batch shape).
-
-    PRNG keys are not memory: they keep running, so that an episode does not replay the
-    previous one's random draws.
-    """
-
-    def pick(new, old):
-        if jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key):
-            return old
-        d = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
-        return jnp.where(d, new, old)
-
-    return jax.tree.map(pick, fresh, state)
 
 
 class Agent(NamedTuple):
