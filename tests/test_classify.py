@@ -82,6 +82,24 @@ def test_listops_stream_shows_tokens_and_asks_at_the_end():
     assert int(np.argmax(ys[-1])) == int(params.train_y[index])
 
 
+def test_listops_reports_nothing_before_a_sequence_is_scored():
+    task, params = rtrlx.tasks.make(
+        "listops", examples=2, test_examples=2, min_length=5, max_length=40
+    )
+    level = task.init_level(params)
+    # A chunk shorter than one sequence: no label seen yet, so no accuracy (not 0).
+    assert task.report(params, level, np.zeros(3)) == {"accuracy": None, "loss": None}
+    report = task.report(params, level, np.array([3.0, 4.0, 1.0]))  # loss, scored, correct
+    assert report == {"accuracy": 0.25, "loss": 0.75}
+
+
+def test_listops_parameters_are_checked_before_generating():
+    with pytest.raises(ValueError, match=r"task 'listops': parameter max_length must be an "):
+        rtrlx.tasks.make("listops", max_length=0)
+    with pytest.raises(ValueError, match=r"parameter examples must be an integer >= 1; got 'x'"):
+        rtrlx.tasks.make("listops", examples="x")
+
+
 def test_pixel_falls_back_to_digits_and_says_so(tmp_path):
     task, params = rtrlx.tasks.make("pixel", root=str(tmp_path), examples=50)
     assert "8x8 digits" in task.description and "not found" in task.description

@@ -165,3 +165,54 @@ def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobia
     monkeypatch.setattr(type(cell), "unit_local", True)
     _, wrong = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
     assert not np.allclose(wrong[0].theta, ref[0].theta, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        (
+            "adding",
+            {"length": "abc"},
+            r"parameter length must be an integer >= 2; got 'abc', "
+            r"which is not a number",
+        ),
+        ("adding", {"length": 0}, r"length must be an integer >= 2; got 0\."),
+        ("adding", {"length": -3}, r"length must be an integer >= 2; got -3\."),
+        ("adding", {"length": 2.5}, r"got 2\.5, which is not an integer"),
+        ("adding", {"length": True}, r"got True, a bool"),
+        ("copy", {"pattern": 0}, r"pattern must be an integer >= 1; got 0\."),
+        ("copy", {"delay": -1}, r"delay must be an integer >= 0; got -1\."),
+        ("copy-curriculum", {"max_length": 0}, r"max_length must be an integer >= 1"),
+        ("copy-curriculum", {"start": 0}, r"start must be an integer >= 1; got 0\."),
+        ("copy-curriculum", {"threshold": float("nan")}, r"threshold must be a finite number > 0"),
+        ("copy-curriculum", {"smoothing": 1.5}, r"smoothing must be a finite number in \(0, 1\]"),
+        ("copy-curriculum", {"start": 300}, r"need start <= max_length; got start=300, "),
+        ("influence-balancing", {"theta": float("inf")}, r"theta must be a finite number"),
+        ("influence-balancing", {"units": 4}, r"need positive <= units; got positive=10"),
+        ("ptb-char", {"reset": 0}, r"reset must be an integer >= 1"),
+        ("listops", {"max_length": 0}, r"max_length must be an integer >= 3"),
+        ("listops", {"max_args": 1}, r"max_args must be an integer >= 2"),
+        ("listops", {"min_length": 9, "max_length": 10}, r"need min_length < max_length - 1"),
+        ("pixel", {"examples": -1}, r"examples must be an integer >= 0"),
+        ("pixel", {"dataset": "mnist"}, r"dataset must be auto, fashion-mnist or digits"),
+    ],
+)
+def test_bad_task_parameters_name_the_task_parameter_value_and_range(name, params, message):
+    with pytest.raises(ValueError, match=message) as err:
+        rtrlx.tasks.make(name, **params)
+    assert str(err.value).startswith(f"task {name!r}: ")
+
+
+def test_task_parameters_are_coerced_to_their_kind():
+    _, p = rtrlx.tasks.make("adding", length=30.0)
+    assert p.length == 30 and type(p.length) is int
+    _, p = rtrlx.tasks.make("copy-curriculum", threshold=1, start="3")
+    assert type(p.threshold) is float and p.start == 3
+
+
+@pytest.mark.parametrize("name", ["adding", "copy", "copy-curriculum"])
+def test_nothing_scored_reports_none_not_zero(name):
+    task, p = rtrlx.tasks.make(name)
+    report = task.report(p, task.init_level(p), jnp.zeros(3))
+    scored = {k: v for k, v in report.items() if k not in ("T_", "baseline_mse")}
+    assert scored and all(v is None for v in scored.values()), report

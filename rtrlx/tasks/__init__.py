@@ -5,8 +5,6 @@
 
 from typing import Any
 
-import jax.numpy as jnp
-
 from ._base import Task as Task
 from .adding import Adding as Adding
 from .adding import AddingParams as AddingParams
@@ -27,7 +25,7 @@ from .ptb import PTBChar as PTBChar
 from .ptb import PTBParams as PTBParams
 
 #: Every task by name: (task class, parameter class).
-TASKS: dict[str, tuple[type[Task], type]] = {
+TASKS: dict[str, tuple[type[Task], type[Any]]] = {
     "copy-curriculum": (CopyCurriculum, CopyCurriculumParams),
     "copy": (Copy, CopyParams),
     "adding": (Adding, AddingParams),
@@ -49,7 +47,9 @@ def make(name: str, **params: Any) -> tuple[Task, Any]:
         ``(task, params)``.
 
     Raises:
-        ValueError: for an unknown task or parameter, listing the valid ones.
+        ValueError: for an unknown task or parameter, listing the valid ones, or a
+            parameter value of the wrong kind, out of range, or inconsistent with another
+            (the message names the task, the parameter, the value and the valid values).
 
     Examples:
         >>> task, params = make("adding", length=30)
@@ -65,12 +65,6 @@ def make(name: str, **params: Any) -> tuple[Task, Any]:
             raise ValueError(
                 f"task {name!r} has no parameter {key!r}; its parameters: {', '.join(fields)}."
             )
-    if name == "ptb-char":
-        from .ptb import _corpus
-
-        _, codes = _corpus()
-        data = {k: jnp.asarray(v) for k, v in codes.items()}
-        return PTBChar(), PTBParams(data["train"], data["valid"], data["test"], **params)
     if name == "listops":
         from .classify import make_listops
 
@@ -79,7 +73,7 @@ def make(name: str, **params: Any) -> tuple[Task, Any]:
         from .classify import make_pixel
 
         return make_pixel(**params)
+    checked = params_cls.checked(**params)
     if name == "copy":
-        p = CopyParams(**params)
-        return Copy(symbols=p.symbols), p
-    return task_cls(), params_cls(**params)
+        return Copy(symbols=checked.symbols), checked
+    return task_cls(), checked

@@ -1,18 +1,28 @@
 """The adding problem."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from ._base import Task
+from ._base import Bound, Task, check_params, scored_mean
 
 
 class AddingParams(NamedTuple):
     """Parameters of ``adding``."""
 
     length: int = 50  # steps per sequence
+
+    @classmethod
+    def checked(cls, **overrides: Any) -> "AddingParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        values = check_params("adding", cls._field_defaults | overrides, ADDING_BOUNDS)
+        return cls(**values)
+
+
+#: Two flagged steps, one in each half of the sequence: at least two steps.
+ADDING_BOUNDS = {"length": Bound(int, 2)}
 
 
 class Adding(Task):
@@ -76,4 +86,4 @@ class Adding(Task):
         return jnp.stack([self.loss(out, y), y[1]])
 
     def report(self, params, level, totals):
-        return {"mse": float(totals[0]) / max(float(totals[1]), 1.0), "baseline_mse": 1 / 6}
+        return {"mse": scored_mean(totals[0], totals[1]), "baseline_mse": 1 / 6}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ._base import Task
+from ._base import Bound, Relation, Task, check_params, scored_mean
 
 # ListOps vocabulary: the digits 0-9, then these, then the padding token.
 LISTOPS_OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -90,8 +90,11 @@ class Classification(Task):
         return jnp.stack([self.loss(out, y), scored, correct])
 
     def report(self, params, level, totals):
-        scored = max(float(totals[1]), 1.0)
-        return {"accuracy": float(totals[2]) / scored, "loss": float(totals[0]) / scored}
+        """Accuracy and loss over the sequences scored; None for both before the first."""
+        return {
+            "accuracy": scored_mean(totals[2], totals[1]),
+            "loss": scored_mean(totals[0], totals[1]),
+        }
 
     def evaluate(self, params, cell, head, batch: int = 250) -> dict[str, float]:
         """Accuracy and loss on the held-out examples (``params.test_x``)."""
@@ -230,10 +233,34 @@ class ListOpsParams(NamedTuple):
     max_args: int = 10
     seed: int = 0  # of the generator (the test set uses seed + 1)
 
+    @classmethod
+    def checked(cls, **overrides: Any) -> "ListOpsParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        values = cls._field_defaults | overrides
+        return cls(**check_params("listops", values, LISTOPS_BOUNDS, LISTOPS_RELATIONS))
+
+
+LISTOPS_BOUNDS = {
+    "examples": Bound(int, 1),
+    "test_examples": Bound(int, 1),
+    "min_length": Bound(int, 1),
+    "max_length": Bound(int, 3),
+    "max_depth": Bound(int, 1),
+    "max_args": Bound(int, 2),  # an operator takes 2 to max_args arguments
+    "seed": Bound(int),
+}
+LISTOPS_RELATIONS = (
+    Relation(
+        ("min_length", "max_length"),
+        lambda shortest, longest: shortest < longest - 1,
+        "min_length < max_length - 1 (lengths strictly between the two)",
+    ),
+)
+
 
 def make_listops(**overrides: Any) -> tuple[Classification, ClassificationParams]:
     """The ``listops`` task and its generated data."""
-    p = ListOpsParams(**overrides)
+    p = ListOpsParams.checked(**overrides)
     kw = dict(
         min_length=p.min_length,
         max_length=p.max_length,
@@ -331,14 +358,24 @@ class PixelParams(NamedTuple):
     examples: int = 0  # keep only this many training images (0: all)
     test_examples: int = 0  # and this many test images (0: all)
 
+    @classmethod
+    def checked(cls, **overrides: Any) -> "PixelParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        p = cls(**check_params("pixel", cls._field_defaults | overrides, PIXEL_BOUNDS))
+        if p.dataset not in ("auto", "fashion-mnist", "digits"):
+            raise ValueError(
+                f"task 'pixel': parameter dataset must be auto, fashion-mnist or digits; "
+                f"got {p.dataset!r}."
+            )
+        return p._replace(root=str(p.root))
+
+
+PIXEL_BOUNDS = {"examples": Bound(int, 0), "test_examples": Bound(int, 0)}
+
 
 def make_pixel(**overrides: Any) -> tuple[Classification, ClassificationParams]:
     """The ``pixel`` task: one grey level per step, the class at the last pixel."""
-    p = PixelParams(**overrides)
-    if p.dataset not in ("auto", "fashion-mnist", "digits"):
-        raise ValueError(
-            f"pixel: dataset must be auto, fashion-mnist or digits; got {p.dataset!r}."
-        )
+    p = PixelParams.checked(**overrides)
     data, name = None, "digits"
     if p.dataset in ("auto", "fashion-mnist"):
         data = load_fashion_mnist(p.root)

@@ -1,13 +1,13 @@
 """Copy tasks: the binary copy curriculum of KF-RTRL and OK, and the fixed-length copy task."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._base import Task
+from ._base import Bound, Relation, Task, check_params, scored_mean
 
 #: Input channels of the binary copy task: bit 0, bit 1, the recall marker.
 INPUT_SIZE = 3
@@ -77,6 +77,28 @@ class CopyCurriculumParams(NamedTuple):
     threshold: float = 0.15  # bits per recalled character below which T_ grows by one
     spread: int = 4  # each string has length max(1, T_ - U{0..spread})
     smoothing: float = 0.01  # weight of a step in the running loss
+
+    @classmethod
+    def checked(cls, **overrides: Any) -> "CopyCurriculumParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        values = cls._field_defaults | overrides
+        return cls(
+            **check_params("copy-curriculum", values, CURRICULUM_BOUNDS, CURRICULUM_RELATIONS)
+        )
+
+
+CURRICULUM_BOUNDS = {
+    "start": Bound(int, 1),
+    "max_length": Bound(int, 1),
+    "threshold": Bound(float, 0, low_open=True),
+    "spread": Bound(int, 0),
+    "smoothing": Bound(float, 0, 1, low_open=True),
+}
+CURRICULUM_RELATIONS = (
+    Relation(
+        ("start", "max_length"), lambda start, longest: start <= longest, "start <= max_length"
+    ),
+)
 
 
 class CopyState(NamedTuple):
@@ -167,8 +189,8 @@ class CopyCurriculum(Task):
     def report(self, params, level, totals):
         return {
             "T_": float(level),
-            "bits_per_char": float(totals[0] / max(float(totals[1]), 1.0)),
-            "recall_accuracy": float(totals[2] / max(float(totals[1]), 1.0)),
+            "bits_per_char": scored_mean(totals[0], totals[1]),
+            "recall_accuracy": scored_mean(totals[2], totals[1]),
         }
 
 
@@ -178,6 +200,14 @@ class CopyParams(NamedTuple):
     pattern: int = 20  # tokens to remember
     delay: int = 10  # blank steps between the pattern and the recall marker
     symbols: int = 8  # token alphabet
+
+    @classmethod
+    def checked(cls, **overrides: Any) -> "CopyParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        return cls(**check_params("copy", cls._field_defaults | overrides, COPY_BOUNDS))
+
+
+COPY_BOUNDS = {"pattern": Bound(int, 1), "delay": Bound(int, 0), "symbols": Bound(int, 1)}
 
 
 class Copy(Task):
@@ -249,5 +279,7 @@ class Copy(Task):
         )
 
     def report(self, params, level, totals):
-        scored = max(float(totals[1]), 1.0)
-        return {"accuracy": float(totals[2]) / scored, "loss": float(totals[0]) / scored}
+        return {
+            "accuracy": scored_mean(totals[2], totals[1]),
+            "loss": scored_mean(totals[0], totals[1]),
+        }

@@ -1,6 +1,6 @@
 """Influence balancing: the synthetic task of UORO where truncation gets the sign wrong."""
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._types import State
 from ..cells._base import AbstractCell, KronFactor
-from ._base import Task
+from ._base import Bound, Relation, Task, check_params
 
 
 class InfluenceCell(AbstractCell):
@@ -84,6 +84,27 @@ class InfluenceParams(NamedTuple):
     positive: int = 10  # units pushed up by theta; the rest are pushed down
     theta: float = 0.5  # the starting value of the parameter
     horizon: int = 500  # steps of the evaluation unroll
+
+    @classmethod
+    def checked(cls, **overrides: Any) -> "InfluenceParams":
+        """The parameters, each checked (``ValueError`` names a bad one)."""
+        values = cls._field_defaults | overrides
+        return cls(
+            **check_params("influence-balancing", values, INFLUENCE_BOUNDS, INFLUENCE_RELATIONS)
+        )
+
+
+INFLUENCE_BOUNDS = {
+    "units": Bound(int, 1),
+    "positive": Bound(int, 0),
+    "theta": Bound(float),
+    "horizon": Bound(int, 1),
+}
+INFLUENCE_RELATIONS = (
+    Relation(
+        ("positive", "units"), lambda positive, units: positive <= units, "positive <= units"
+    ),
+)
 
 
 class InfluenceBalancing(Task):

