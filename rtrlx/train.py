@@ -1,18 +1,14 @@
 """Online training: parameters updated as the streams flow, with checkpoints and resume.
 
-``train(TrainConfig(...))`` runs one learner on one task. The loop is a Python loop over
-*chunks* of steps (for the progress bar, checkpoints and Ctrl-C); each chunk is one jitted
-``lax.scan`` over its steps, in which every step generates the batch's inputs, advances the
-learner, and (every ``update_every`` steps) applies the optax update. Nothing in a chunk
-loops over time in Python.
+``train(TrainConfig(...))`` runs one learner on one task on the run driver
+(:mod:`rtrlx.driver`: chunks, checkpoints, resume, the run directory's lock, metrics). Each
+chunk is one jitted ``lax.scan`` over its steps, in which every step generates the batch's
+inputs, advances the learner, and (every ``update_every`` steps) applies the optax update.
+Nothing in a chunk loops over time in Python.
 """
 
 import dataclasses
-import json
-import math
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -22,8 +18,16 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ._errors import RtrlxError, UnsupportedCellError
+from ._errors import UnsupportedCellError
+from ._tree import (
+    default_float,
+    keys_to_data,
+    reset_where,
+    standard_promotion,
+    with_standard_promotion,
+)
 from .cells import CELLS
+from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
 from .learners import make as make_learner
 from .learners._registry import valid_names
 from .tasks import TASKS
@@ -31,9 +35,7 @@ from .tasks import make as make_task
 
 OPTIMIZERS = ("adam", "sgd")
 
-
-class TrainingError(RtrlxError):
-    """A training run that cannot go on (a non-finite loss), with where and why."""
+__all__ = ["RunError", "TrainConfig", "TrainingError", "build", "read_metrics", "train"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,12 @@ class TrainConfig:
         for name in ("hidden", "layers", "steps", "batch", "update_every", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} must be >= 0 (0: {'never' if name[0] == 'c' else 'at the end'}"
+                    f"), got {getattr(self, name)}."
+                )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
         task, params = make_task(self.task, **self.task_params)
@@ -111,11 +119,13 @@ class TrainConfig:
                 self.cell, task.input_size, self.hidden, self.layers, jax.random.key(0)
             )
             try:
-                jax.eval_shape(lambda: learner.init(cell, batch_size=self.batch))
+                jax.eval_shape(
+                    lambda: learner.init(cell, key=jax.random.key(0), batch_size=self.batch)
+                )
             except UnsupportedCellError as err:
                 raise ValueError(str(err)) from None
         period = task.reset_period(params)
-        k = _tbptt_k(self.learner)
+        k = learner.truncation
         if period is not None and k is not None and period % k:
             raise ValueError(
                 f"{self.learner}: the task resets every stream every {period} steps, which "
@@ -138,16 +148,6 @@ def make_cell(name: str, input_size: int, hidden: int, layers: int, key: Any) ->
     return cell_cls(input_size, hidden, key=key)
 
 
-def _float() -> Any:
-    """The default float dtype (float64 when x64 is enabled)."""
-    return jnp.zeros(()).dtype
-
-
-def _tbptt_k(spec: str) -> int | None:
-    name, _, arg = spec.partition(":")
-    return int(arg) if name == "tbptt" and arg else None
-
-
 class Carry(NamedTuple):
     """Everything the loop carries from step to step (all arrays: checkpointable)."""
 
@@ -159,9 +159,7 @@ class Carry(NamedTuple):
     running: jax.Array  # running average of the task's step statistics
     accum: Any  # gradients summed since the last update
     step: jax.Array  # steps taken, int32
-    key: jax.Array  # raw key data (uint32), for serialisation
-    totals: jax.Array  # task statistics summed over the current chunk
-    loss: jax.Array  # training loss summed over the current chunk
+    key: jax.Array  # the loop's PRNG key (data and the task's draws)
 
 
 @dataclass
@@ -195,6 +193,8 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         cell = make_cell(config.cell, task.input_size, config.hidden, config.layers, k_cell)
         head = eqx.nn.Linear(cell.output_size, task.output_size, key=k_head)
     params, static = eqx.partition((cell, head), eqx.is_inexact_array)
+    # A constant learning rate is not part of adam's or sgd's state: a checkpoint's
+    # optimizer state goes on under a new lr (``allow_changes=("lr",)`` on resume).
     if config.optimizer == "adam":
         optimizer = optax.adam(config.lr)
     else:
@@ -206,77 +206,60 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         task_params, jax.random.split(k_task, config.batch)
     )
     learner_state = learner.init(cell, key=k_learn, batch_size=config.batch)
-    level = jnp.asarray(task.init_level(task_params), _float())
+    level = jnp.asarray(task.init_level(task_params), default_float())
     example_y = jax.eval_shape(
         lambda: task.step(task_params, level, jax.tree.map(lambda a: a[0], task_state), k_task)
     )[2]
     stats_shape = jax.eval_shape(
-        task.stats, jax.ShapeDtypeStruct((task.output_size,), _float()), example_y
+        task.stats, jax.ShapeDtypeStruct((task.output_size,), default_float()), example_y
     )
     running = task.init_running(task_params)
     running = jnp.zeros(stats_shape.shape) if running is None else jnp.asarray(running)
     carry = Carry(
         params=params,
-        opt_state=_standard(optimizer.init, params),
-        learner_state=_keys_to_data(learner_state),
+        opt_state=with_standard_promotion(optimizer.init, params),
+        learner_state=learner_state,
         task_state=task_state,
         level=level,
-        running=running.astype(_float()),
+        running=running.astype(default_float()),
         accum=jax.tree.map(jnp.zeros_like, params),
         step=jnp.zeros((), jnp.int32),
-        key=jax.random.key_data(k_loop),
-        totals=jnp.zeros(stats_shape.shape, _float()),
-        loss=jnp.zeros((), _float()),
+        key=k_loop,
     )
     return run, carry
 
 
-def _standard(fn: Callable, *args: Any) -> Any:
-    with jax.numpy_dtype_promotion("standard"):
-        return fn(*args)
+Sums = tuple[jax.Array, jax.Array]  # (training loss, task statistics) summed over a chunk
 
 
-def _is_key(a: Any) -> bool:
-    return isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
-
-
-def _keys_to_data(tree: Any) -> Any:
-    return jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, tree)
-
-
-def _data_to_keys(tree: Any, like: Any) -> Any:
-    return jax.tree.map(lambda a, b: jax.random.wrap_key_data(a) if _is_key(b) else a, tree, like)
-
-
-def _chunk_fn(run: Run, key_like: Any) -> Callable[[Carry, int], Carry]:
+def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
     config, task, tparams, learner = run.config, run.task, run.task_params, run.learner
     smoothing = float(getattr(tparams, "smoothing", 0.01))
 
-    def one_step(carry: Carry, _: Any) -> tuple[Carry, None]:
+    def one_step(state_sums: tuple[Carry, Sums], _: Any) -> tuple[tuple[Carry, Sums], None]:
+        carry, (loss_sum, totals) = state_sums
         cell, head = run.modules(carry.params)
-        key = jax.random.wrap_key_data(carry.key)
-        key, k_task = jax.random.split(key)
+        key, k_task = jax.random.split(carry.key)
         task_state, x, y = jax.vmap(task.step, in_axes=(None, None, 0, 0))(
             tparams, carry.level, carry.task_state, jax.random.split(k_task, config.batch)
         )
-        state = _data_to_keys(carry.learner_state, key_like)
-        if run.period is not None:
-            fresh = learner.init(cell, batch_size=config.batch)
-            if hasattr(state, "key"):
-                fresh = fresh._replace(key=state.key)
-            state = lax.cond(carry.step % run.period == 0, lambda: fresh, lambda: state)
+        state = carry.learner_state
+        if run.period is not None:  # the task restarts every stream: so do the traces
+            # The fresh state's key is never used: reset_where keeps the running keys.
+            fresh = learner.init(cell, key=jax.random.key(0), batch_size=config.batch)
+            state = reset_where(carry.step % run.period == 0, state, fresh)
         state, loss, grads = learner.step(cell, head, task.loss, state, x, y)
         out = jax.vmap(lambda h: head(cell.features(h)))(state.hidden)
-        stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(_float())
+        stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(default_float())
         running = (1 - smoothing) * carry.running + smoothing * stats
         level, running = task.next_level(tparams, carry.level, running)
         accum = jax.tree.map(jnp.add, carry.accum, grads)
 
         def update(args):
             params, opt_state, accum = args
-            # optax mixes Python floats with int32 step counts; let that promote even when
-            # the user runs JAX with strict dtype promotion.
-            with jax.numpy_dtype_promotion("standard"):
+            # optax mixes Python floats with int32 step counts: standard promotion even
+            # when the user runs JAX with strict promotion.
+            with standard_promotion():
                 updates, opt_state = run.optimizer.update(accum, opt_state, params)
             return (
                 optax.apply_updates(params, updates),
@@ -290,66 +273,98 @@ def _chunk_fn(run: Run, key_like: Any) -> Callable[[Carry, int], Carry]:
             lambda args: args,
             (carry.params, carry.opt_state, accum),
         )
-        return (
-            Carry(
-                params,
-                opt_state,
-                _keys_to_data(state),
-                task_state,
-                jnp.asarray(level, _float()),
-                running.astype(_float()),
-                accum,
-                carry.step + 1,
-                jax.random.key_data(key),
-                carry.totals + stats,
-                carry.loss + loss.astype(_float()),
-            ),
-            None,
+        carry = Carry(
+            params,
+            opt_state,
+            state,
+            task_state,
+            jnp.asarray(level, default_float()),
+            running.astype(default_float()),
+            accum,
+            carry.step + 1,
+            key,
         )
+        return (carry, (loss_sum + loss.astype(default_float()), totals + stats)), None
 
     @eqx.filter_jit
-    def chunk(carry: Carry, n: int) -> Carry:
-        carry = carry._replace(
-            totals=jnp.zeros_like(carry.totals), loss=jnp.zeros_like(carry.loss)
-        )
-        carry, _ = lax.scan(one_step, carry, None, length=n)
-        return carry
+    def chunk(carry: Carry, n: int) -> tuple[Carry, Sums]:
+        zero = (jnp.zeros((), default_float()), jnp.zeros_like(carry.running))
+        (carry, sums), _ = lax.scan(one_step, (carry, zero), None, length=n)
+        return carry, sums
 
     return chunk
 
 
 def state_megabytes(run: Run, carry: Carry) -> float:
     """Megabytes of learner state for the whole batch (constant in T for online learners)."""
-    leaves = jax.tree.leaves(carry.learner_state)
+    leaves = jax.tree.leaves(keys_to_data(carry.learner_state))
     return sum(a.size * a.dtype.itemsize for a in leaves) / 2**20
 
 
-def save_checkpoint(out: str, run: Run, carry: Carry) -> None:
-    """Write ``out/checkpoint.eqx`` and ``out/config.json`` (atomically)."""
-    os.makedirs(out, exist_ok=True)
-    tmp = os.path.join(out, "checkpoint.eqx.tmp")
-    eqx.tree_serialise_leaves(tmp, carry)
-    os.replace(tmp, os.path.join(out, "checkpoint.eqx"))
-    with open(os.path.join(out, "config.json"), "w") as fh:
-        json.dump(dataclasses.asdict(run.config), fh, indent=2)
+#: Settings that may differ on resume without asking: they change how a run is chunked,
+#: saved and evaluated, not what it computes.
+RESUMABLE = ("steps", "chunk", "checkpoint_every", "eval_every")
+#: Settings that ``allow_changes`` may name: a resumed run goes on under the new value.
+CHANGEABLE = ("lr",)
 
 
-def load_checkpoint(out: str, config: TrainConfig) -> tuple[Run, Carry]:
-    """The run saved in ``out``, which must have been made by the same ``config``."""
-    path = os.path.join(out, "config.json")
-    with open(path) as fh:
-        saved = json.load(fh)
-    mine = dataclasses.asdict(config)
-    differ = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v and k != "steps"}
-    if differ:
-        raise ValueError(
-            f"cannot resume from {out}: its run was configured differently ("
-            + ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
-            + "). Use the same flags (only --steps may change) or another --out."
-        )
-    run, template = build(config)
-    carry = eqx.tree_deserialise_leaves(os.path.join(out, "checkpoint.eqx"), template)
-    return run, carry
+def _job(config: TrainConfig) -> Job:
+    """The run as the driver's :class:`rtrlx.driver.Job`."""
+    run, carry = build(config)
+    task = run.task
+    lower = f"{config.lr / 10:.3g}"
+
+    def finite(carry: Carry, sums: Sums) -> str | None:
+        if not bool(jnp.isfinite(sums[0])):
+            return "the loss"
+        if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(carry.params)):
+            return "the parameters"
+        return None
+
+    def record(carry: Carry, sums: Sums, info: ChunkInfo) -> dict:
+        n = info.stop - info.start
+        out = {
+            "loss": float(sums[0]) / n,
+            "steps_per_second": n / info.seconds,
+            **task.report(run.task_params, carry.level, sums[1]),
+        }
+        if config.eval_every and info.stop % config.eval_every < n:
+            out.update(task.evaluate(run.task_params, *run.modules(carry.params)))
+        return out
+
+    def result(carry: Carry, records: list[dict], info: RunInfo) -> dict:
+        last = dict(records[-1]) if records and records[-1]["step"] == info.step else {}
+        if not info.interrupted:
+            last.update(task.evaluate(run.task_params, *run.modules(carry.params)))
+        done = info.step - info.start_step
+        return {
+            "config": dataclasses.asdict(config),
+            "task": config.task,
+            "learner": config.learner,
+            "seed": config.seed,
+            "metric": task.metric,
+            "value": last.get(task.metric),
+            "data": getattr(task, "description", None),
+            "steps": info.step,
+            "steps_per_second": done / info.seconds if info.seconds > 0 else None,
+            "state_mb": state_megabytes(run, carry),
+            "metrics": last,
+            "interrupted": info.interrupted,
+        }
+
+    return Job(
+        carry=carry,
+        chunk=_chunk_fn(run),
+        record=record,
+        result=result,
+        chunk_steps=config.chunk,
+        label=f"{config.learner} on {config.task}",
+        finite=finite,
+        restart_fix=f"lower --lr (e.g. {lower}), or use --update-every > 1 to average gradients",
+        resume_fix=f"add --resume --allow-change lr --lr {lower} to the same command (in "
+        f"Python: train(dataclasses.replace(config, lr={lower}), out=..., resume=True, "
+        f"allow_changes=('lr',)))",
+    )
 
 
 def train(
@@ -357,15 +372,21 @@ def train(
     *,
     out: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_changes: Collection[str] = (),
     on_chunk: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train online; return the run's summary.
+    """Train online on the run driver (:func:`rtrlx.driver.drive`); return the run's summary.
 
     Args:
         config: the run.
         out: a directory for ``metrics.jsonl``, ``checkpoint.eqx``, ``config.json`` and
-            ``result.json`` (None: keep nothing on disk).
-        resume: continue the run checkpointed in ``out`` (same config but ``steps``).
+            ``result.json`` (None: keep nothing on disk). It is locked while the run goes.
+        resume: continue the run checkpointed in ``out``: the same config but for
+            ``steps``, ``chunk``, ``checkpoint_every``, ``eval_every`` and ``allow_changes``.
+        overwrite: start afresh in an ``out`` that holds another run (its files are deleted).
+        allow_changes: settings a resumed run may change (``("lr",)``: go on from a
+            checkpoint under another learning rate; the optimizer state is kept).
         on_chunk: called with each chunk's metrics record (for progress bars).
 
     Returns:
@@ -373,8 +394,11 @@ def train(
         ``steps_per_second``, ``state_mb``, ``metrics`` (the last record), ``interrupted``.
 
     Raises:
-        TrainingError: when the loss or the parameters stop being finite. The last good
-            checkpoint (if ``out``) is kept.
+        TrainingError: when the loss or the parameters stop being finite. It names the
+            checkpoint this run wrote (if any) and the command that goes on from it.
+        RunError: ``out`` is unusable or held by another run, or the resume request cannot
+            be honoured (a different config, or a run already at ``steps``: nothing is
+            run and no file is touched).
         ValueError: for a bad configuration.
 
     Examples:
@@ -385,95 +409,26 @@ def train(
         >>> result["metric"], result["steps"]
         ('mse', 100)
     """
-    if resume:
-        if out is None or not os.path.exists(os.path.join(out, "checkpoint.eqx")):
-            raise ValueError(f"--resume: no checkpoint in {out!r}; start a run without it.")
-        run, carry = load_checkpoint(out, config)
-    else:
-        run, carry = build(config)
-    key_like = run.learner.init(run.modules(carry.params)[0], batch_size=config.batch)
-    chunk = _chunk_fn(run, key_like)
-    task = run.task
-    metrics_path = None if out is None else os.path.join(out, "metrics.jsonl")
-    if out is not None:
-        os.makedirs(out, exist_ok=True)
-        if not resume and os.path.exists(metrics_path or ""):
-            os.remove(metrics_path or "")
-    record: dict = {}
-    interrupted = False
-    start_step = int(carry.step)
-    start = time.perf_counter()
-    last_checkpoint = start_step
-    try:
-        while int(carry.step) < config.steps:
-            n = min(config.chunk, config.steps - int(carry.step))
-            tic = time.perf_counter()
-            new = chunk(carry, n)
-            loss = float(new.loss) / n
-            if not math.isfinite(loss) or not all(
-                bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(new.params)
-            ):
-                raise TrainingError(
-                    f"{config.learner} on {config.task}: the loss became non-finite between "
-                    f"steps {int(carry.step)} and {int(new.step)} (mean loss {loss}). "
-                    + (
-                        f"The last good checkpoint (step {last_checkpoint}) is in {out}. "
-                        if out
-                        else ""
-                    )
-                    + "Lower --lr, or use --update-every > 1 to average gradients."
-                )
-            carry = new
-            seconds = time.perf_counter() - tic
-            record = {
-                "step": int(carry.step),
-                "loss": loss,
-                "steps_per_second": n / seconds,
-                **task.report(run.task_params, carry.level, carry.totals),
-            }
-            if config.eval_every and int(carry.step) % config.eval_every < n:
-                record.update(task.evaluate(run.task_params, *run.modules(carry.params)))
-            if metrics_path:
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-            if on_chunk:
-                on_chunk(record)
-            if (
-                out
-                and config.checkpoint_every
-                and int(carry.step) - last_checkpoint >= config.checkpoint_every
-            ):
-                save_checkpoint(out, run, carry)
-                last_checkpoint = int(carry.step)
-    except KeyboardInterrupt:
-        interrupted = True
-    if out:
-        save_checkpoint(out, run, carry)
-    final = task.evaluate(run.task_params, *run.modules(carry.params)) if not interrupted else {}
-    record.update(final)
-    wall = time.perf_counter() - start
-    done = int(carry.step) - start_step
-    result = {
-        "config": dataclasses.asdict(config),
-        "task": config.task,
-        "learner": config.learner,
-        "seed": config.seed,
-        "metric": task.metric,
-        "value": record.get(task.metric),
-        "data": getattr(task, "description", None),
-        "steps": int(carry.step),
-        "steps_per_second": done / wall if wall > 0 else None,
-        "state_mb": state_megabytes(run, carry),
-        "metrics": record,
-        "interrupted": interrupted,
-    }
-    if out:
-        with open(os.path.join(out, "result.json"), "w") as fh:
-            json.dump(result, fh, indent=2)
-    return result
+    unknown = sorted(set(allow_changes) - set(CHANGEABLE))
+    if unknown:
+        raise ValueError(
+            f"cannot allow a change of {', '.join(unknown)} on resume; allowed: "
+            f"{', '.join(CHANGEABLE)}."
+        )
+    return drive(
+        config,
+        lambda: _job(config),
+        steps=config.steps,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        resumable=RESUMABLE,
+        allow_changes=allow_changes,
+        checkpoint_every=config.checkpoint_every,
+        on_chunk=on_chunk,
+    )
 
 
 def read_metrics(out: str) -> list[dict]:
     """The records of ``out/metrics.jsonl``."""
-    with open(os.path.join(out, "metrics.jsonl")) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_records(out)

@@ -32,14 +32,15 @@ def test_resume_gives_the_same_run_as_no_interruption(tmp_path):
     train(TrainConfig(steps=40, **base), out=str(tmp_path / "split"))
     again = train(TrainConfig(steps=80, **base), out=str(tmp_path / "split"), resume=True)
     assert again["steps"] == 80
-    import equinox as eqx
-
+    from rtrlx._tree import keys_to_data
+    from rtrlx.driver import load_checkpoint
     from rtrlx.train import build
 
     _, template = build(TrainConfig(steps=80, **base))
-    a = eqx.tree_deserialise_leaves(tmp_path / "whole" / "checkpoint.eqx", template)
-    b = eqx.tree_deserialise_leaves(tmp_path / "split" / "checkpoint.eqx", template)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    a = load_checkpoint(str(tmp_path / "whole"), template)
+    b = load_checkpoint(str(tmp_path / "split"), template)
+    assert a[0] == b[0] == 80
+    for x, y in zip(*map(jax.tree.leaves, keys_to_data((a[1], b[1]))), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert [r["step"] for r in read_metrics(str(tmp_path / "split"))] == [20, 40, 60, 80]
     assert whole["metrics"]["accuracy"] == again["metrics"]["accuracy"]
@@ -94,7 +95,7 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
         ({"steps": 0}, "steps must be >= 1"),
         ({"learner": "kf_rtrl", "cell": "lru"}, r"W @ \[h; x\]"),
         ({"layers": 2}, "use --cell deep-lru or deep-rtu"),
-        ({"cell": "deep-lru", "learner": "snap:1"}, "not unit-local"),
+        ({"cell": "deep-lru", "learner": "snap:1"}, "unit.local"),
     ],
 )
 def test_bad_configs_name_the_fix(change, message):

@@ -27,8 +27,8 @@ import optax
 from jax import lax
 
 from .._errors import UnsupportedCellError
+from .._tree import with_standard_promotion as _standard
 from ..learners._base import Learner, batch_init
-from ..train import _standard
 from ._base import Environment
 from .core import Agent, build_network, entropy, env_gamma, reset_where, split_output
 

@@ -19,8 +19,10 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from .._tree import data_to_keys as _data_to_keys
+from .._tree import keys_to_data as _keys_to_data
+from ..driver import TrainingError
 from ..learners import make as make_learner
-from ..train import TrainingError, _data_to_keys, _keys_to_data
 from ._registry import make as make_env
 from .actor_critic import ACConfig, actor_critic
 from .conditioning import return_error
