@@ -164,9 +164,10 @@ def test_agents_refuse_learners_they_cannot_use():
     with pytest.raises(rtrlx.UnsupportedCellError, match="per-step gradient"):
         rtrlx.rl.actor_critic(ENV, ENV_PARAMS, _cell("gru"), rtrlx.tbptt(4))
     config = rtrlx.rl.PPOConfig(envs=2, rollout=8, minibatches=2, epochs=1)
-    agent = rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), rtrlx.uoro(), config, 4)
     with pytest.raises(rtrlx.UnsupportedCellError, match="shared by the batch"):
-        agent.init(jax.random.key(0))
+        rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), rtrlx.rflo(), config, 4)
+    with pytest.raises(rtrlx.UnsupportedCellError, match="cannot stream"):
+        rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), rtrlx.bptt(), config, 4)
     with pytest.raises(ValueError, match="minibatches"):
         rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), rtrlx.tbptt(5), config, 4)
 

@@ -20,10 +20,10 @@ import optax
 from jax import lax
 
 from .._errors import UnsupportedCellError
-from .._tree import with_standard_promotion as _standard
-from ..learners._base import Learner
+from .._tree import reset_where, with_standard_promotion
+from ..learners import Learner
 from ._base import Environment
-from .core import Agent, build_network, entropy, env_gamma, reset_where, split_output
+from .core import Agent, build_network, entropy, env_gamma, split_output
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,12 @@ class ACState(NamedTuple):
 
 
 def check_streaming(learner: Learner, agent: str) -> None:
-    """Refuse learners without a per-step gradient, naming the ones that work."""
-    if not learner.online or learner.name.startswith("tbptt"):
+    """Refuse learners without a per-step gradient, naming the ones that work.
+
+    AC(λ) weighs each step's gradient by a later TD error through its eligibility trace,
+    so it needs ``learner.per_step_grads`` (and a streaming ``step``).
+    """
+    if not learner.online or not learner.per_step_grads:
         raise UnsupportedCellError(
             f"{agent}: learner {learner.name!r} gives no per-step gradient (bptt needs the "
             "whole sequence; tbptt emits a window's sum at its end). Use a streaming "
@@ -170,7 +174,9 @@ def actor_critic(
             direction[0],
             jax.tree.map(lambda d, g: d - config.entropy_coef * g, direction[1], ent),
         )
-        updates, opt_state = _standard(optimizer.update, direction, s.opt_state, s.params)
+        updates, opt_state = with_standard_promotion(
+            optimizer.update, direction, s.opt_state, s.params
+        )
         params = optax.apply_updates(s.params, updates)
         decay = gamma * config.lam * (1.0 - s.new_episode.astype(value.dtype))
         trace = jax.tree.map(lambda e, g: decay * e + g, s.trace, grads)

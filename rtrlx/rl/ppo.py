@@ -1,22 +1,25 @@
-"""PPO with a recurrent core: real-time (RTRL traces from the rollout) or truncated BPTT.
+"""PPO with a recurrent core, in two variants that share the rollout, GAE and the update.
 
-Two ways to get the core's gradient of the PPO loss, chosen by the learner:
+The learner's typed fields choose the variant, once, in :func:`ppo`:
 
-- **Real time** (any streaming learner: ``diag_rtrl`` for RTUs and LRUs, ``rtrl``,
-  ``snap:1``). During the rollout the learner runs forward with its traces; the state it
-  had *before* each step (``h_{t-1}`` and the traces ``dh_{t-1}/dθ``) is stored with the
-  transition. The loss of transition ``t`` is then differentiated through one learner
-  step from that stored state, so its gradient reaches every earlier step through the
-  trace, without replaying the sequence. The stored states are not recomputed after the
-  parameters change (the RTU paper's *stale gradient* choice), so after the first
-  minibatch the traces are those of the rollout's parameters; the advantages and value
-  targets are also those of the rollout (stale targets).
-- **Truncated BPTT** (``tbptt:k``). The rollout is cut into sequences of ``k`` steps;
-  each is replayed from its stored first hidden state with the current parameters and
-  backpropagated through (the hidden state reset inside it where an episode ended):
-  recurrent PPO as in common implementations.
+- :func:`realtime_ppo` (a learner with no ``truncation`` whose ``step`` streams and whose
+  streams are independent: ``diag_rtrl`` for RTUs and LRUs, ``rtrl``, ``snap:1``, ``uoro``).
+  During the rollout the learner runs forward with its traces; the state it had *before*
+  each step (``h_{t-1}`` and the traces ``dh_{t-1}/dθ``) is stored with the transition.
+  The loss of transition ``t`` is then differentiated through one learner step from that
+  stored state, so its gradient reaches every earlier step through the trace, without
+  replaying the sequence. The stored states are not recomputed after the parameters change
+  (the RTU paper's *stale gradient* choice), so after the first minibatch the traces are
+  those of the rollout's parameters; the advantages and value targets are also those of
+  the rollout (stale targets).
+- :func:`truncated_ppo` (a learner with ``truncation = k``, e.g. ``tbptt:k``). The rollout
+  is cut into sequences of ``k`` steps; the learner's own whole-sequence path replays each
+  from its stored first hidden state with the current parameters and backpropagates
+  through it (the hidden state reset inside it where an episode ended): recurrent PPO as
+  in common implementations.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,12 +28,15 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jaxtyping import Array, Float
 
 from .._errors import UnsupportedCellError
-from .._tree import with_standard_promotion as _standard
-from ..learners._base import Learner, batch_init
+from .._tree import reset_where, with_standard_promotion
+from .._types import State
+from ..cells._base import AbstractCell
+from ..learners import Learner
 from ._base import Environment
-from .core import Agent, build_network, entropy, env_gamma, reset_where, split_output
+from .core import Agent, build_network, entropy, env_gamma, split_output
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class PPOState(NamedTuple):
 
     params: Any
     opt_state: Any
-    memory: Any  # real time: the learner's state per env; tbptt: the hidden state per env
+    memory: Any  # real time: the learner's state per env; truncated: the hidden state per env
     obs: jax.Array  # (envs, obs)
     env_state: Any
     new_episode: jax.Array  # (envs,): the next observation starts an episode
@@ -88,6 +94,27 @@ class Transition(NamedTuple):
     value: jax.Array
     reward: jax.Array
     done: jax.Array
+
+
+class Core(NamedTuple):
+    """What one PPO variant decides; the rollout, GAE and the update are shared.
+
+    Attributes:
+        fresh: ``fresh(cell, key) -> memory``: the core's memory for ``config.envs`` fresh
+            streams.
+        advance: ``advance(cell, head, memory, obs) -> (memory, outputs)``: the core one
+            step forward on every stream, and the head's ``[v, logits]`` per stream.
+        samples: ``samples(a)``: a rollout array, time-major ``(rollout, envs, ...)``, as
+            the ``(samples, ...)`` that minibatches are drawn from.
+        gradient: ``gradient(cell, head, batch, y) -> (loss, (cell_grads, head_grads))``:
+            the PPO loss of a minibatch of samples and its gradient; ``y`` holds each
+            step's ``[action, log π_old, A, target, v_old]``.
+    """
+
+    fresh: Callable[[AbstractCell, Any], Any]
+    advance: Callable[..., tuple[Any, jax.Array]]
+    samples: Callable[[jax.Array], jax.Array]
+    gradient: Callable[..., tuple[jax.Array, Any]]
 
 
 def ppo_loss(config: PPOConfig):
@@ -132,9 +159,11 @@ def gae(
     return advantages, advantages + values
 
 
-def _truncation(learner: Learner) -> int | None:
-    name, _, arg = learner.name.partition(":")
-    return int(arg) if name == "tbptt" else None
+def loss_targets(batch: Transition, advantage: jax.Array, target: jax.Array) -> jax.Array:
+    """The ``y`` of :func:`ppo_loss` for every sample, advantages normalised over the batch."""
+    advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    columns = [batch.action.astype(advantage.dtype), batch.log_prob, advantage, target]
+    return jnp.stack([*columns, batch.value], axis=-1)
 
 
 def ppo(
@@ -147,13 +176,16 @@ def ppo(
 ) -> Agent:
     """PPO whose recurrent core learns in real time (RTRL) or by truncated BPTT.
 
+    :func:`truncated_ppo` when the learner truncates (``learner.truncation`` is set, as
+    for ``tbptt:k``), else :func:`realtime_ppo`.
+
     Args:
         env: an :class:`rtrlx.rl.Environment`.
         env_params: its parameters.
         cell_factory: ``cell_factory(key) -> cell``, the recurrent core.
-        learner: ``tbptt:k`` for recurrent PPO over sequences of ``k`` steps, or a
-            streaming learner whose traces give real-time gradients (``diag_rtrl``,
-            ``rtrl``, ``snap:1``).
+        learner: ``tbptt:k`` (or any learner with ``truncation = k``) for recurrent PPO
+            over sequences of ``k`` steps, or a streaming learner whose traces give
+            real-time gradients (``diag_rtrl``, ``rtrl``, ``snap:1``).
         config: hyperparameters.
         head_width: hidden width of the value and policy heads.
 
@@ -164,8 +196,8 @@ def ppo(
 
     Raises:
         ValueError: when the rollout does not split into the minibatches (or sequences).
-        UnsupportedCellError: for a learner without a streaming step, or one whose state
-            is not batched per stream (a shared PRNG key or counter).
+        UnsupportedCellError: for a learner without a streaming step, or one whose streams
+            share state (a PRNG key or counter).
 
     Examples:
         >>> import jax, rtrlx
@@ -185,20 +217,186 @@ def ppo(
         Elelimy, White, Bowling, White. Real-Time Recurrent Learning using Trace Units in
         Reinforcement Learning. NeurIPS 2024. https://arxiv.org/abs/2409.01449
     """
-    k = _truncation(learner)
-    if k is None and not learner.online:
+    variant = realtime_ppo if learner.truncation is None else truncated_ppo
+    return variant(env, env_params, cell_factory, learner, config, head_width)
+
+
+def realtime_ppo(
+    env: Environment,
+    env_params: Any,
+    cell_factory: Any,
+    learner: Learner,
+    config: PPOConfig = PPOConfig(),
+    head_width: int = 64,
+) -> Agent:
+    """Real-time PPO: each transition's loss through one learner step from its stored state.
+
+    Args and Returns as :func:`ppo`; ``learner`` streams and its streams are independent.
+
+    Raises:
+        UnsupportedCellError: for a learner that cannot stream, or whose streams share
+            state (its per-step states cannot be stored and replayed one at a time).
+        ValueError: when ``rollout * envs`` does not split into the minibatches.
+    """
+    if not learner.online:
         raise UnsupportedCellError(
             f"ppo: learner {learner.name!r} cannot stream. Use tbptt:k for recurrent PPO "
             "over k-step sequences, or a streaming learner (diag_rtrl, rtrl, snap:1)."
         )
-    samples = config.rollout * config.envs if k is None else (config.rollout // k) * config.envs
-    if (k is not None and config.rollout % k) or samples % config.minibatches:
-        raise ValueError(
-            f"ppo: a rollout of {config.rollout} steps x {config.envs} envs must split into "
-            f"{config.minibatches} minibatches"
-            + (f" of whole {k}-step sequences" if k is not None else "")
-            + "; change --rollout, --envs or --minibatches."
+    if not learner.independent_streams:
+        raise UnsupportedCellError(
+            f"ppo: learner {learner.name!r} keeps state shared by the batch (a PRNG key "
+            "or counter), so its per-step states cannot be stored and replayed one "
+            "transition at a time. Use diag_rtrl, rtrl or snap:n for real-time PPO, or "
+            "tbptt:k (a learner whose streams share nothing declares independent_streams)."
         )
+    if (config.rollout * config.envs) % config.minibatches:
+        raise _split_error(config, "")
+    per_sample = ppo_loss(config)
+
+    def fresh(cell, key):
+        return learner.init(cell, key=key, batch_size=config.envs)
+
+    def advance(cell, head, memory, obs):
+        zero_y = jnp.zeros(config.envs, obs.dtype)
+        memory = learner.step(cell, head, _no_loss, memory, obs, zero_y)[0]
+        return memory, _outputs(cell, head, memory.hidden)
+
+    def samples(a):  # every step of every env is a sample
+        return a.reshape(-1, *a.shape[2:])
+
+    def gradient(cell, head, batch, y):
+        _, loss, grads = learner.step(cell, head, per_sample, batch.memory, batch.obs, y)
+        return loss, grads
+
+    core = Core(fresh, advance, samples, gradient)
+    return _agent(env, env_params, cell_factory, config, head_width, core)
+
+
+def truncated_ppo(
+    env: Environment,
+    env_params: Any,
+    cell_factory: Any,
+    learner: Learner,
+    config: PPOConfig = PPOConfig(),
+    head_width: int = 64,
+) -> Agent:
+    """Truncated-BPTT PPO: ``k``-step sequences replayed by the learner's sequence path.
+
+    Each sequence is run through ``learner.sequence`` on the core wrapped as
+    :class:`Resumed`, which starts from the sequence's stored first hidden state and
+    restarts where an episode began; its loss is PPO's per-step loss, averaged over the
+    steps and the sequences of a minibatch.
+
+    Args and Returns as :func:`ppo`; ``learner.truncation`` is the sequence length ``k``.
+
+    Raises:
+        UnsupportedCellError: for a learner without a truncation or a sequence path.
+        ValueError: when the rollout does not split into whole ``k``-step sequences and
+            those into the minibatches.
+    """
+    k, sequence = learner.truncation, learner.sequence
+    if k is None or sequence is None:
+        raise UnsupportedCellError(
+            f"ppo: learner {learner.name!r} has no truncation and whole-sequence path, so "
+            "truncated-BPTT PPO cannot replay k-step sequences with it. Use tbptt:k."
+        )
+    if config.rollout % k or ((config.rollout // k) * config.envs) % config.minibatches:
+        raise _split_error(config, f" of whole {k}-step sequences")
+    per_sample = ppo_loss(config)
+
+    def fresh(cell, key):
+        del key
+        return jax.tree.map(
+            lambda a: jnp.broadcast_to(a, (config.envs, *a.shape)), cell.init_state()
+        )
+
+    def advance(cell, head, memory, obs):
+        hidden = jax.vmap(cell)(memory, obs)
+        return hidden, _outputs(cell, head, hidden)
+
+    def samples(a):  # (rollout, envs, ...) -> (rollout / k * envs, k, ...)
+        a = a.reshape(config.rollout // k, k, config.envs, *a.shape[2:])
+        return jnp.swapaxes(a, 1, 2).reshape(-1, k, *a.shape[3:])
+
+    def gradient(cell, head, batch, y):
+        def one(start, obs, new_episode, ys):
+            xs = jnp.concatenate([obs, new_episode[:, None].astype(obs.dtype)], axis=-1)
+            result = sequence(Resumed(cell, start), head, per_sample, xs, ys)
+            if result is None:
+                raise UnsupportedCellError(
+                    f"ppo: learner {learner.name!r} has no whole-sequence path for "
+                    f"{type(cell).__name__}, so truncated-BPTT PPO cannot use it."
+                )
+            loss, (g_resumed, g_head) = result
+            return loss, (g_resumed.cell, g_head)
+
+        starts = jax.tree.map(lambda a: a[:, 0], batch.memory)
+        losses, grads = jax.vmap(one)(starts, batch.obs, batch.new_episode, y)
+        # The sequence path sums over the k steps: PPO averages over steps and sequences.
+        return jnp.mean(losses) / k, jax.tree.map(lambda g: jnp.mean(g, axis=0) / k, grads)
+
+    core = Core(fresh, advance, samples, gradient)
+    return _agent(env, env_params, cell_factory, config, head_width, core)
+
+
+class Resumed(AbstractCell):
+    """A core resumed from a stored state, restarting where an episode begins.
+
+    Its input is ``[obs, new_episode]``: where the last entry is 1 the core's state is reset
+    to ``cell.init_state()`` before the step (purejaxrl's resetting RNN). Its initial state
+    is ``start``, held out of the gradient (it is data from the rollout, and every truncated
+    learner cuts the graph at a sequence's first step anyway).
+
+    Attributes:
+        cell: the recurrent core.
+        start: the core's state before the sequence's first step.
+    """
+
+    cell: AbstractCell
+    start: State
+
+    def __init__(self, cell: AbstractCell, start: State):
+        self.cell, self.start = cell, start
+
+    @property
+    def input_size(self) -> int:
+        """The core's input and the reset flag."""
+        return self.cell.input_size + 1
+
+    @property
+    def hidden_size(self) -> int:
+        """The core's hidden size."""
+        return self.cell.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        """The core's feature length."""
+        return self.cell.output_size
+
+    def init_state(self) -> State:
+        """The stored state the sequence starts from."""
+        return lax.stop_gradient(self.start)
+
+    def __call__(self, state: State, x: Float[Array, " input"]) -> State:
+        """One step of the core on ``x[:-1]``, from a fresh state where ``x[-1]`` is 1."""
+        state = reset_where(x[-1] > 0.5, state, self.cell.init_state())
+        return self.cell(state, x[:-1])
+
+    def features(self, state: State) -> Float[Array, " output"]:
+        """The core's features."""
+        return self.cell.features(state)
+
+
+def _agent(
+    env: Environment,
+    env_params: Any,
+    cell_factory: Any,
+    config: PPOConfig,
+    head_width: int,
+    core: Core,
+) -> Agent:
+    """The PPO agent around one variant's :class:`Core`: rollout, GAE, clipped update."""
     gamma = env_gamma(env_params, config.gamma)
     optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5)
@@ -206,13 +404,6 @@ def ppo(
     static = eqx.partition(
         build_network(cell_factory, env, head_width, jax.random.key(0)), eqx.is_inexact_array
     )[1]
-    per_sample = ppo_loss(config)
-    vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-    def fresh(cell, key):
-        if k is None:
-            return learner.init(cell, key=key, batch_size=config.envs)
-        return batch_init(cell, config.envs, cell.init_state)
 
     def init(key):
         k_net, k_env, k_run = jax.random.split(key, 3)
@@ -221,13 +412,10 @@ def ppo(
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
             jax.random.split(k_env, config.envs), env_params
         )
-        memory = fresh(cell, k_net)
-        if k is None:
-            _check_batched(memory, config.envs, learner)
         return PPOState(
             params=params,
             opt_state=optimizer.init(params),
-            memory=memory,
+            memory=core.fresh(cell, k_net),
             obs=obs,
             env_state=env_state,
             new_episode=jnp.zeros(config.envs, bool),
@@ -235,15 +423,41 @@ def ppo(
             key=jax.random.key_data(k_run),
         )
 
-    def advance(cell, head, memory, obs):
-        """The core one step forward (traces too, in real time): ``(memory, outputs)``."""
-        if k is None:
-            zero_y = jnp.zeros(config.envs, obs.dtype)
-            memory = learner.step(cell, head, _no_loss, memory, obs, zero_y)[0]
-            hidden = memory.hidden
-        else:
-            hidden = memory = jax.vmap(cell)(memory, obs)
-        return memory, jax.vmap(lambda h: head(cell.features(h)))(hidden)
+    def gradient(params, batch, advantage, target):
+        cell, head = eqx.combine(params, static)
+        return core.gradient(cell, head, batch, loss_targets(batch, advantage, target))
+
+    rollout = make_rollout(env, env_params, config, static, core)
+    update = make_update(config, optimizer, gamma, core.samples, gradient)
+
+    def iteration(s: PPOState, _):
+        key, k_roll, k_update = jax.random.split(jax.random.wrap_key_data(s.key), 3)
+        s, steps, last_value, records = rollout(s, k_roll)
+        s = update(s, steps, last_value, k_update)
+        return s._replace(key=jax.random.key_data(key)), records
+
+    def chunk(state: PPOState, iterations: int):
+        state, records = lax.scan(iteration, state, None, length=iterations)
+        return state, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), records)
+
+    def modules(state: PPOState):
+        return eqx.combine(state.params, static)
+
+    parts = {"rollout": rollout, "gradient": gradient, "gae": gae}
+    return Agent(init, chunk, config.rollout, config.envs, modules, gamma, parts=parts)
+
+
+def make_rollout(
+    env: Environment, env_params: Any, config: PPOConfig, static: Any, core: Core
+) -> Callable:
+    """The shared rollout: ``config.rollout`` steps of every env, each with its memory.
+
+    Returns:
+        ``rollout(state, key) -> (state, steps, last_value, records)``; each of ``steps``
+        stores the core's memory before it, and ``last_value`` bootstraps from the next
+        observation without advancing the stored memory (0 where it starts an episode).
+    """
+    vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     def rollout(s: PPOState, key):
         cell, head = eqx.combine(s.params, static)
@@ -251,9 +465,9 @@ def ppo(
         def one(carry, key):
             memory, obs, env_state, new_episode, episode_return = carry
             k_reset, k_act, k_env = jax.random.split(key, 3)
-            memory = reset_where(new_episode, memory, fresh(cell, k_reset))
+            memory = reset_where(new_episode, memory, core.fresh(cell, k_reset))
             before = memory
-            memory, out = advance(cell, head, memory, obs)
+            memory, out = core.advance(cell, head, memory, obs)
             values, log_probs = jax.vmap(split_output)(out)
             action = jax.random.categorical(k_act, log_probs).astype(jnp.int32)
             log_prob = jnp.take_along_axis(log_probs, action[:, None], 1)[:, 0]
@@ -272,11 +486,10 @@ def ppo(
             return carry, (step, records)
 
         carry = (s.memory, s.obs, s.env_state, s.new_episode, s.episode_return)
-        keys = jax.random.split(key, config.rollout)
-        carry, (steps, records) = lax.scan(one, carry, keys)
+        carry, (steps, records) = lax.scan(one, carry, jax.random.split(key, config.rollout))
         memory, obs, env_state, new_episode, episode_return = carry
-        # Bootstrap from the next observation without advancing the stored state.
-        _, out = advance(cell, head, reset_where(new_episode, memory, fresh(cell, key)), obs)
+        restarted = reset_where(new_episode, memory, core.fresh(cell, key))
+        _, out = core.advance(cell, head, restarted, obs)
         last_value = jnp.where(new_episode, 0.0, out[:, 0])
         s = s._replace(
             memory=memory,
@@ -287,112 +500,67 @@ def ppo(
         )
         return s, steps, last_value, records
 
-    def minibatch_grads(params, batch, advantage, target):
-        cell, head = eqx.combine(params, static)
-        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        y = jnp.stack(
-            [
-                batch.action.astype(advantage.dtype),
-                batch.log_prob,
-                advantage,
-                target,
-                batch.value,
-            ],
-            axis=-1,
-        )
-        if k is None:  # real time: one learner step from each stored state
-            _, loss, grads = learner.step(cell, head, per_sample, batch.memory, batch.obs, y)
-            return loss, grads
+    return rollout
 
-        def total(modules):  # sequences (B, k): BPTT from the stored first state
-            c, h = modules
 
-            def sequence(seq, ys):
-                def body(hidden, inputs):
-                    x, new_episode, y_t = inputs
-                    hidden = reset_where(new_episode, hidden, c.init_state())
-                    hidden = c(hidden, x)
-                    return hidden, per_sample(h(c.features(hidden)), y_t)
+def make_update(
+    config: PPOConfig,
+    optimizer: optax.GradientTransformation,
+    gamma: float,
+    samples: Callable[[jax.Array], jax.Array],
+    gradient: Callable[..., tuple[jax.Array, Any]],
+) -> Callable:
+    """The shared update: GAE, then epochs of shuffled minibatches of the clipped loss.
 
-                inputs = (seq.obs, seq.new_episode, ys)
-                return jnp.mean(
-                    lax.scan(body, jax.tree.map(lambda a: a[0], seq.memory), inputs)[1]
-                )
+    Args:
+        config: the epochs and minibatches.
+        optimizer: the optax optimiser.
+        gamma: the discount.
+        samples: the variant's ``samples`` (see :class:`Core`).
+        gradient: ``gradient(params, batch, advantage, target) -> (loss, grads)``.
 
-            return jnp.mean(jax.vmap(sequence)(batch, y))
+    Returns:
+        ``update(state, steps, last_value, key) -> state``.
+    """
 
-        return eqx.filter_value_and_grad(total)((cell, head))
+    def minibatch(carry, batch):
+        params, opt_state = carry
+        loss, grads = gradient(params, *batch)
+        updates, opt_state = with_standard_promotion(optimizer.update, grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
 
     def update(s: PPOState, steps: Transition, last_value, key):
         advantages, targets = gae(
             steps.value, steps.reward, steps.done, last_value, gamma, config.gae_lambda
         )
-        if k is None:  # samples are single steps
-            data = jax.tree.map(
-                lambda a: a.reshape(-1, *a.shape[2:]), (steps, advantages, targets)
-            )
-        else:  # samples are k-step sequences: (rollout/k * envs, k, ...)
-            length = k
-
-            def sequences(a):
-                a = a.reshape(config.rollout // length, length, config.envs, *a.shape[2:])
-                return jnp.swapaxes(a, 1, 2).reshape(-1, length, *a.shape[3:])
-
-            data = jax.tree.map(sequences, (steps, advantages, targets))
+        data = jax.tree.map(samples, (steps, advantages, targets))
+        count = jax.tree.leaves(data)[0].shape[0]
 
         def epoch(carry, key):
-            params, opt_state = carry
-            order = jax.random.permutation(key, samples)
+            order = jax.random.permutation(key, count)
             shuffled = jax.tree.map(
                 lambda a: a[order].reshape(config.minibatches, -1, *a.shape[1:]), data
             )
-
-            def minibatch(carry, mb):
-                params, opt_state = carry
-                loss, grads = minibatch_grads(params, *mb)
-                updates, opt_state = _standard(optimizer.update, grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), loss
-
-            return lax.scan(minibatch, (params, opt_state), shuffled)
+            return lax.scan(minibatch, carry, shuffled)
 
         keys = jax.random.split(key, config.epochs)
         (params, opt_state), _ = lax.scan(epoch, (s.params, s.opt_state), keys)
         return s._replace(params=params, opt_state=opt_state)
 
-    def iteration(s: PPOState, _):
-        key, k_roll, k_update = jax.random.split(jax.random.wrap_key_data(s.key), 3)
-        s, steps, last_value, records = rollout(s, k_roll)
-        s = update(s, steps, last_value, k_update)
-        return s._replace(key=jax.random.key_data(key)), records
+    return update
 
-    def chunk(state: PPOState, iterations: int):
-        state, records = lax.scan(iteration, state, None, length=iterations)
-        return state, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), records)
 
-    def modules(state: PPOState):
-        return eqx.combine(state.params, static)
-
-    return Agent(
-        init,
-        chunk,
-        config.rollout,
-        config.envs,
-        modules,
-        gamma,
-        parts={"rollout": rollout, "gradient": minibatch_grads, "gae": gae},
-    )
+def _outputs(cell: AbstractCell, head: Any, hidden: Any) -> jax.Array:
+    """The head's ``[v, logits]`` on every stream's hidden state."""
+    return jax.vmap(lambda h: head(cell.features(h)))(hidden)
 
 
 def _no_loss(out: jax.Array, y: jax.Array) -> jax.Array:
     return 0.0 * out[0]
 
 
-def _check_batched(memory: Any, envs: int, learner: Learner) -> None:
-    for leaf in jax.tree.leaves(memory):
-        if not leaf.shape or leaf.shape[0] != envs:
-            raise UnsupportedCellError(
-                f"ppo: learner {learner.name!r} keeps state shared by the batch (a PRNG key "
-                "or counter), so its per-step states cannot be stored and replayed one "
-                "transition at a time. Use diag_rtrl, rtrl or snap:n for real-time PPO, or "
-                "tbptt:k."
-            )
+def _split_error(config: PPOConfig, what: str) -> ValueError:
+    return ValueError(
+        f"ppo: a rollout of {config.rollout} steps x {config.envs} envs must split into "
+        f"{config.minibatches} minibatches{what}; change --rollout, --envs or --minibatches."
+    )
