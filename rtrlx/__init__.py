@@ -12,6 +12,7 @@ from ._errors import NotOnlineError as NotOnlineError
 from ._errors import RtrlxError as RtrlxError
 from ._errors import ShapeError as ShapeError
 from ._errors import UnsupportedCellError as UnsupportedCellError
+from .compare import compare as compare
 from .learners import Learner as Learner
 from .learners import bptt as bptt
 from .learners import diag_rtrl as diag_rtrl

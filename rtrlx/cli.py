@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train several learners on the same task, cell, budget and seeds; table + plots",
         description="Runs `rtrlx train` for every learner and seed with everything else equal, "
         "then prints a table (metric mean and spread over seeds, steps per second, learner "
-        "state memory) and writes DIR/summary.json and DIR/curves.png.",
+        "state memory) and writes DIR/summary.json and DIR/curves.png. Each run goes to its own "
+        "DIR/LEARNER-seedS; re-running in the same DIR replaces them. Exits 1 when every run "
+        "failed.",
     )
     for p, learner_flag in ((train, "--learner"), (compare, "--learners")):
         p.add_argument("--task", default=defaults.task, help=f"task ({defaults.task})")
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", default=None, help="output directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _run_dir_flags(train)
     _rl_parser(sub)
     return parser
 
@@ -266,7 +269,9 @@ def _rl_parser(sub: Any) -> None:
         default=d.recurrent_params,
         help=f"recurrent-parameter budget that sizes the core ({d.recurrent_params})",
     )
-    rl.add_argument("--head-width", type=int, default=d.head_width, help="head MLP width (64)")
+    rl.add_argument(
+        "--head-width", type=_positive, default=d.head_width, help="head MLP width (64)"
+    )
     rl.add_argument("--steps", type=_positive, default=d.steps, help="env steps per seed")
     rl.add_argument("--seeds", type=_positive, default=d.seeds, help=f"seeds ({d.seeds})")
     rl.add_argument("--seed", type=int, default=0, help="first seed (0)")
@@ -281,6 +286,25 @@ def _rl_parser(sub: Any) -> None:
     )
     rl.add_argument("--out", default=None, help="output directory")
     rl.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _run_dir_flags(rl)
+
+
+def _run_dir_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of a command whose run directory the run driver keeps."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds another run (its files are deleted)",
+    )
+    p.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        choices=["lr"],
+        metavar="SETTING",
+        help="with --resume: let SETTING differ from the saved run (lr: go on from the "
+        "checkpoint with a new --lr, e.g. after a divergence)",
+    )
 
 
 def _task_params(items: list[str], flag: str = "--task-param") -> dict:
@@ -330,10 +354,18 @@ def _short(record: dict) -> str:
     )
 
 
+def _escape(exc: BaseException) -> str:
+    """An error's text for a rich console (its brackets, e.g. ``[h; x]``, kept)."""
+    from rich.markup import escape
+
+    return escape(str(exc))
+
+
 def _train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .driver import RunError
     from .train import TrainingError, train
 
     err = Console(stderr=True)
@@ -341,21 +373,36 @@ def _train(args: argparse.Namespace) -> int:
         config = _config(args, args.learner, args.seed)
         config.validate()
     except ValueError as exc:
-        err.print(f"[red]rtrlx train: {exc}[/red]")
+        err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
         return 2
     columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, TextColumn("{task.fields[info]}"), console=err) as bar:
-        task = bar.add_task(f"{config.learner} on {config.task}", total=config.steps, info="")
+        task = bar.add_task(
+            f"{config.learner} on {config.task}", total=config.steps, info="compiling"
+        )
 
         def show(record: dict) -> None:
             info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
             bar.update(task, completed=record["step"], info=info)
 
         try:
-            result = train(config, out=args.out, resume=args.resume, on_chunk=show)
-        except (TrainingError, ValueError) as exc:
-            err.print(f"[red]rtrlx train: {exc}[/red]")
+            result = train(
+                config,
+                out=args.out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                allow_changes=args.allow_change,
+                on_chunk=show,
+            )
+        except (RunError, ValueError) as exc:
+            err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
+            return 2
+        except TrainingError as exc:
+            err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
             return 1
+        except KeyboardInterrupt:  # before the first chunk started: nothing to save
+            err.print("rtrlx train: interrupted before the run started; nothing was saved.")
+            return 130
     if result["data"]:
         err.print(f"data: {result['data']}")
     if result["interrupted"]:
@@ -365,116 +412,99 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import os
-    import statistics
-
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
     from rich.table import Table
 
-    from .train import TrainingError, train
+    from .compare import CompareError, compare
+    from .driver import RunError
 
     err = Console(stderr=True)
     try:
-        configs = [
-            _config(args, learner, args.seed + s)
-            for learner in args.learners
-            for s in range(args.seeds)
-        ]
-        for config in configs[:: args.seeds]:
-            config.validate()
+        base = _config(args, args.learners[0] if args.learners else "", args.seed)
     except ValueError as exc:
-        err.print(f"[red]rtrlx compare: {exc}[/red]")
+        err.print(f"[red]rtrlx compare: {_escape(exc)}[/red]")
         return 2
-    out = args.out or "runs/compare"
-    os.makedirs(out, exist_ok=True)
-    results = []
-    curves: dict[str, list[list[dict]]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=err) as bar:
-        overall = bar.add_task("compare", total=len(configs), info="")
-        for config in configs:
-            run_dir = os.path.join(out, f"{config.learner.replace(':', '-')}-seed{config.seed}")
-            task = bar.add_task(
-                f"{config.learner} seed {config.seed}", total=config.steps, info=""
+        overall = bar.add_task("compare", total=len(args.learners) * args.seeds, info="")
+        tasks: dict[tuple[str, int], Any] = {}
+
+        def start(config: Any) -> None:
+            label = f"{config.learner} seed {config.seed}"
+            tasks[config.learner, config.seed] = bar.add_task(
+                label, total=config.steps, info="compiling"
             )
-            records: list[dict] = []
 
-            def show(record: dict, task=task, records=records) -> None:
-                records.append(record)
-                info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
-                bar.update(task, completed=record["step"], info=info)
+        def show(config: Any, record: dict) -> None:
+            info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
+            bar.update(tasks[config.learner, config.seed], completed=record["step"], info=info)
 
-            try:
-                result = train(config, out=run_dir, on_chunk=show)
-            except TrainingError as exc:
-                err.print(f"[red]{exc}[/red]")
-                result = {
-                    "learner": config.learner,
-                    "seed": config.seed,
-                    "task": config.task,
-                    "metric": None,
-                    "value": None,
-                    "steps": None,
-                    "steps_per_second": None,
-                    "state_mb": None,
-                    "error": str(exc),
-                }
-            bar.remove_task(task)
+        def end(config: Any, result: dict) -> None:
+            bar.remove_task(tasks.pop((config.learner, config.seed)))
             bar.advance(overall)
-            results.append(result)
-            curves.setdefault(config.learner, []).append(records)
+            if result.get("error"):
+                err.print(f"[red]{_escape(result['error'])}[/red]")
             if result.get("interrupted"):
                 err.print("interrupted: writing the results so far")
-                break
-    summary = [
-        {
-            k: r.get(k)
-            for k in (
-                "learner",
-                "seed",
-                "task",
-                "metric",
-                "value",
-                "steps",
-                "steps_per_second",
-                "state_mb",
-                "error",
-            )
-        }
-        for r in results
-    ]
-    with open(os.path.join(out, "summary.json"), "w") as fh:
-        json.dump(
-            {"config": vars(args) | {"out": out}, "results": summary}, fh, indent=2, default=str
-        )
-    metric = next((r["metric"] for r in results if r.get("metric")), "metric")
-    from .tasks import TASKS
 
-    own_model = hasattr(TASKS[args.task][0], "model")
-    model = "the task's own model" if own_model else f"{args.cell} n={args.hidden}"
-    table = Table(
-        title=f"{args.task}, {model}, {args.steps} steps, batch {args.batch}, {args.seeds} seed(s)"
-    )
+        try:
+            report = compare(
+                base,
+                args.learners,
+                seeds=args.seeds,
+                out=args.out or "runs/compare",
+                on_start=start,
+                on_chunk=show,
+                on_end=end,
+            )
+        except CompareError as exc:
+            err.print(f"[red]rtrlx compare: {_escape(exc)}[/red]")
+            return 1
+        except (RunError, ValueError) as exc:
+            err.print(f"[red]rtrlx compare: {_escape(exc)}[/red]")
+            return 2
+        except KeyboardInterrupt:
+            err.print("rtrlx compare: interrupted before a run started; nothing was saved.")
+            return 130
+    metric = report["metric"]
+    table = Table(title=report["title"])
     for col in ("learner", f"{metric} (mean ± sd)", "per seed", "steps/s", "state MB"):
         table.add_column(col, justify="left" if col == "learner" else "right")
-    for learner in args.learners:
-        mine = [r for r in results if r["learner"] == learner]
-        values = [r["value"] for r in mine if r.get("value") is not None]
-        speed = [r["steps_per_second"] for r in mine if r.get("steps_per_second")]
-        mem = [r["state_mb"] for r in mine if r.get("state_mb") is not None]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    for row in report["table"]:
         table.add_row(
-            learner,
-            f"{statistics.mean(values):.4g} ± {spread:.2g}" if values else "failed",
-            ", ".join(f"{v:.3g}" for v in values),
-            f"{statistics.median(speed):.0f}" if speed else "-",
-            f"{mem[0]:.2f}" if mem else "-",
+            row["learner"],
+            "failed" if row["mean"] is None else f"{row['mean']:.4g} ± {row['sd']:.2g}",
+            ", ".join(f"{v:.3g}" for v in row["values"]),
+            "-" if row["steps_per_second"] is None else f"{row['steps_per_second']:.0f}",
+            "-" if row["state_mb"] is None else f"{row['state_mb']:.2f}",
         )
     _stdout_console().print(table)
-    _plot_curves(curves, metric, os.path.join(out, "curves.png"), title=str(table.title or ""))
-    err.print(f"summary: {os.path.join(out, 'summary.json')}, curves: {out}/curves.png")
+    err.print(f"summary: {report['summary']}, curves: {report['curves'] or 'none (no points)'}")
     return 0
+
+
+def _rl_config(args: argparse.Namespace) -> Any:
+    """The ``RLConfig`` of the flags (``ValueError`` for a malformed ``--agent-param``)."""
+    from .rl.run import RLConfig
+
+    agent_params = _task_params(args.agent_param, "--agent-param")
+    if args.lr is not None:
+        agent_params["lr"] = args.lr
+    return RLConfig(
+        env=args.env,
+        core=args.core,
+        agent=args.agent,
+        learner=args.learner,
+        hidden=args.hidden,
+        recurrent_params=args.recurrent_params,
+        head_width=args.head_width,
+        steps=args.steps,
+        seeds=args.seeds,
+        seed=args.seed,
+        chunks=args.chunks,
+        agent_params=agent_params,
+    )
 
 
 def _rl(args: argparse.Namespace) -> int:
@@ -482,30 +512,15 @@ def _rl(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ._errors import RtrlxError
-    from .rl.run import RLConfig, build, train
+    from .driver import RunError
+    from .rl.run import build, train
 
     err = Console(stderr=True)
     try:
-        agent_params = _task_params(args.agent_param, "--agent-param")
-        if args.lr is not None:
-            agent_params["lr"] = args.lr
-        config = RLConfig(
-            env=args.env,
-            core=args.core,
-            agent=args.agent,
-            learner=args.learner,
-            hidden=args.hidden,
-            recurrent_params=args.recurrent_params,
-            head_width=args.head_width,
-            steps=args.steps,
-            seeds=args.seeds,
-            seed=args.seed,
-            chunks=args.chunks,
-            agent_params=agent_params,
-        )
+        config = _rl_config(args)
         setup = build(config)
     except (ValueError, TypeError, RtrlxError) as exc:
-        err.print(f"[red]rtrlx rl: {exc}[/red]")
+        err.print(f"[red]rtrlx rl: {_escape(exc)}[/red]")
         return 2
     metric = "msre" if setup.prediction else "return"
     label = f"{config.agent} {config.core}/{config.learner_spec} n={setup.hidden} on {config.env}"
@@ -513,56 +528,40 @@ def _rl(args: argparse.Namespace) -> int:
     with Progress(*columns, TextColumn("{task.fields[info]}"), console=err) as bar:
         task = bar.add_task(label, total=config.steps, info="compiling")
 
-        last = {"step": 0}
+        last: dict[str, int] = {}  # the previous chunk's end (the first chunk compiles)
 
         def show(record: dict) -> None:
             values = [v for v in record[metric] if v is not None]
             mean = f"{sum(values) / len(values):.3g}" if values else "-"
-            rate = (record["step"] - last["step"]) * config.seeds / record["seconds"]
+            info = f"{metric} {mean} (mean of seeds)"
+            if "step" in last:
+                rate = (record["step"] - last["step"]) * config.seeds / record["seconds"]
+                info += f"  {rate:,.0f} env steps/s"
             last["step"] = record["step"]
-            info = f"{metric} {mean} (mean of seeds)  {rate:,.0f} env steps/s"
             bar.update(task, completed=record["step"], info=info)
 
         try:
-            summary = train(config, out=args.out, resume=args.resume, on_chunk=show)
-        except (RtrlxError, ValueError) as exc:
-            err.print(f"[red]rtrlx rl: {exc}[/red]")
+            summary = train(
+                config,
+                out=args.out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                allow_changes=args.allow_change,
+                on_chunk=show,
+            )
+        except (RunError, ValueError) as exc:
+            err.print(f"[red]rtrlx rl: {_escape(exc)}[/red]")
+            return 2
+        except RtrlxError as exc:
+            err.print(f"[red]rtrlx rl: {_escape(exc)}[/red]")
             return 1
+        except KeyboardInterrupt:
+            err.print("rtrlx rl: interrupted before the run started; nothing was saved.")
+            return 130
     if summary["interrupted"]:
         err.print(f"interrupted at step {summary['records'][0]['steps']}; --resume continues")
     print(json.dumps(summary["records"], indent=2))
     return 0
-
-
-def _plot_curves(curves: dict, metric: str, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for learner, runs in curves.items():
-        for i, records in enumerate(runs):
-            pts = [(r["step"], r.get(metric)) for r in records if r.get(metric) is not None]
-            if pts:
-                ax.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    color=f"C{list(curves).index(learner)}",
-                    alpha=0.8,
-                    label=learner if i == 0 else None,
-                )
-    values = [r[metric] for runs in curves.values() for rs in runs for r in rs if r.get(metric)]
-    if values and min(values) > 0 and max(values) / min(values) > 100:
-        ax.set_yscale("log")  # e.g. a loss that converges for some learners and not others
-    ax.set_xlabel("step")
-    ax.set_ylabel(metric)
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -181,7 +181,7 @@ def drive(
         )
         session.checkpoint_every = checkpoint_every
         result = _loop(session, on_chunk)
-        _write_atomic(os.path.join(out, result_file), json.dumps(result, indent=2, default=str))
+        write_json(os.path.join(out, result_file), result)
         return result
 
 
@@ -352,6 +352,15 @@ def _write_atomic(path: str, text: str) -> None:
         raise RunError(_cannot_write(path, exc, None)) from None
 
 
+def write_json(path: str, obj: Any) -> None:
+    """``obj`` as JSON at ``path``, written whole or not at all (temporary file, replace).
+
+    Raises:
+        RunError: the file cannot be written (a full disk, no permission).
+    """
+    _write_atomic(path, json.dumps(obj, indent=2, default=str))
+
+
 def _append(path: str, record: dict) -> None:
     try:
         with open(path, "a") as fh:
@@ -383,7 +392,10 @@ def _config_json(config: Any) -> str:
 
 
 def _as_dict(config: Any) -> dict:
-    raw = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    if isinstance(config, dict):
+        raw = dict(config)
+    else:
+        raw = dataclasses.asdict(config)
     return json.loads(json.dumps(raw))  # tuples become lists, as they come back from disk
 
 

@@ -10,8 +10,7 @@ import dataclasses
 import json
 import math
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +18,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .._tree import data_to_keys as _data_to_keys
-from .._tree import keys_to_data as _keys_to_data
-from ..driver import TrainingError
+from ..driver import ChunkInfo, Job, RunInfo, drive
 from ..learners import make as make_learner
 from ._registry import make as make_env
 from .actor_critic import ACConfig, actor_critic
@@ -74,24 +71,58 @@ class RLConfig:
             raise ValueError(f"unknown core {self.core!r}; valid cores: {', '.join(CORES)}.")
         if self.agent not in AGENTS:
             raise ValueError(f"unknown agent {self.agent!r}; valid agents: {', '.join(AGENTS)}.")
-        for name in ("steps", "seeds", "chunks", "recurrent_params"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        if self.hidden is not None and self.hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {self.hidden}.")
+        for name in ("steps", "seeds", "chunks", "recurrent_params", "head_width"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.hidden is not None and (not _is_int(self.hidden) or self.hidden < 1):
+            raise ValueError(f"hidden must be a positive integer, got {self.hidden!r}.")
         hyper = ACConfig if self.agent == "ac" else PPOConfig
-        fields = {f.name for f in dataclasses.fields(hyper)}
-        unknown = set(self.agent_params) - fields
+        fields = {f.name: f for f in dataclasses.fields(hyper)}
+        unknown = set(self.agent_params) - set(fields)
         if unknown:
             raise ValueError(
                 f"agent {self.agent!r} has no parameter {', '.join(sorted(unknown))}; "
                 f"its parameters: {', '.join(sorted(fields))}."
             )
+        for name, value in self.agent_params.items():
+            if value is None and fields[name].default is None:  # e.g. gamma: the env's
+                continue
+            _check_agent_param(name, value, fields[name].type is int)
 
     @property
     def learner_spec(self) -> str:
         """The learner in use."""
         return self.learner or CORES[self.core]
+
+
+#: The valid range of each agent hyperparameter: (test, the range in words).
+_AGENT_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lam": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "clip": (lambda v: v > 0, "> 0"),
+    "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "value_coef": (lambda v: v >= 0, ">= 0"),
+    "entropy_coef": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_agent_param(name: str, value: Any, integer: bool) -> None:
+    """Raise ``ValueError`` naming the parameter, its value and the valid range."""
+    test, words = _AGENT_RANGES.get(name, (lambda v: v >= 1, ">= 1"))
+    kind = "an integer" if integer else "a number"
+    example = f"--agent-param {name}=" + ("4" if integer else "0.9" if "lam" in name else "0.01")
+    number = _is_int(value) or (isinstance(value, float) and not integer)
+    if not number or not math.isfinite(value) or not test(value):
+        raise ValueError(
+            f"agent parameter {name} must be {kind} {words}, got {value!r} (e.g. {example})."
+        )
 
 
 @dataclass
@@ -165,7 +196,8 @@ def final_metrics(chunks: list[dict], prediction: bool, seeds: int) -> list[dict
         total = sum(c["return_sum"][s] for c in last)
         record: dict = {"final_return": total / episodes if episodes else None}
         if prediction:
-            record["final_msre"] = float(np.mean([c["msre"][s] for c in last]))
+            msre = [c["msre"][s] for c in last]
+            record["final_msre"] = float(np.mean(msre)) if msre else None
         out.append(record)
     return out
 
@@ -178,103 +210,54 @@ def _init(setup: Setup, config: RLConfig) -> Any:
     return eqx.filter_jit(jax.vmap(setup.agent.init))(keys)
 
 
-def _save(out: str, state: Any, progress: dict) -> None:
-    tmp = os.path.join(out, "checkpoint.eqx.tmp")
-    eqx.tree_serialise_leaves(tmp, _keys_to_data(state))
-    os.replace(tmp, os.path.join(out, "checkpoint.eqx"))
-    with open(os.path.join(out, "progress.json"), "w") as fh:
-        json.dump(progress, fh)
+def _job(config: RLConfig, setup: Setup) -> Job:
+    """The run as the driver's :class:`rtrlx.driver.Job`.
 
-
-def train(
-    config: RLConfig,
-    *,
-    out: str | None = None,
-    resume: bool = False,
-    on_chunk: Callable[[dict], None] | None = None,
-) -> dict:
-    """Train ``config.seeds`` agents at once; return the run's summary.
-
-    Args:
-        config: the run.
-        out: directory for ``summary.json``, ``curves.jsonl``, ``curve.png`` and a
-            checkpoint (None: nothing written).
-        resume: continue the run checkpointed in ``out``.
-        on_chunk: called with each chunk's record (for progress bars).
-
-    Returns:
-        ``{"config", "records": [one per seed], "chunks": [per-chunk records],
-        "interrupted"}`` (Ctrl-C stops after the last finished chunk); a seed's
-        record has env, core, learner, agent, seed, hidden, recurrent_params, steps,
-        final_return (and final_msre on prediction tasks), steps_per_second (this seed's
-        environment steps per second while all seeds ran together) and
-        total_steps_per_second.
-
-    Raises:
-        TrainingError: when the parameters stop being finite.
-        ValueError: for a bad configuration.
-
-    Examples:
-        >>> from rtrlx.rl.run import RLConfig, train
-        >>> summary = train(RLConfig(env="RepeatPreviousEasy", core="lru", hidden=8,
-        ...                          steps=200, seeds=2, chunks=2))
-        >>> len(summary["records"]), summary["records"][0]["steps"]
-        (2, 200)
+    One chunk is a whole number of the agent's iterations, all seeds under one ``vmap``.
     """
-    setup = build(config)
     agent = setup.agent
-    state = _init(setup, config)
-    chunks: list[dict] = []
-    if resume:
-        if out is None or not os.path.exists(os.path.join(out, "checkpoint.eqx")):
-            raise ValueError(f"--resume: no checkpoint in {out!r}; start a run without it.")
-        with open(os.path.join(out, "progress.json")) as fh:
-            progress = json.load(fh)
-        if progress["config"] != _jsonable(config):
-            raise ValueError(f"--resume: the run in {out!r} has a different configuration.")
-        data = eqx.tree_deserialise_leaves(
-            os.path.join(out, "checkpoint.eqx"), _keys_to_data(state)
-        )
-        state = _data_to_keys(data, state)
-        chunks = progress["chunks"]
-    run_chunk = eqx.filter_jit(jax.vmap(lambda s: agent.chunk(s, setup.iterations_per_chunk)))
-    per_chunk = setup.iterations_per_chunk * agent.steps_per_iteration * agent.streams
-    if out:
-        os.makedirs(out, exist_ok=True)
-    first = len(chunks)
-    interrupted = False
-    try:
-        for index in range(first, setup.chunks):
-            tic = time.perf_counter()
-            state, records = run_chunk(state)
-            jax.block_until_ready(records)
-            seconds = time.perf_counter() - tic
-            cell, head = agent.network(state)
-            leaves = jax.tree.leaves(eqx.filter((cell, head), eqx.is_inexact_array))
-            if not all(np.isfinite(np.asarray(a)).all() for a in leaves):
-                raise TrainingError(
-                    f"{config.agent} with {config.core}/{config.learner_spec} on {config.env}: "
-                    f"the parameters became non-finite in chunk {index + 1}. Lower --lr."
-                )
-            record = {
-                "step": (index + 1) * per_chunk,
-                "seconds": seconds,
-                "compiled": index == first,  # this chunk's time includes compiling
-                **chunk_metrics(records, agent.gamma, setup.prediction),
-            }
-            chunks.append(record)
-            if out:
-                with open(os.path.join(out, "curves.jsonl"), "a" if index else "w") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                _save(out, state, {"config": _jsonable(config), "chunks": chunks})
-            if on_chunk:
-                on_chunk(record)
-    except KeyboardInterrupt:  # the checkpoint of the last chunk stays
-        if not chunks:
-            raise
-        interrupted = True
-    timed = [c for c in chunks if not c["compiled"]] or chunks
-    rate = float(np.median([per_chunk / c["seconds"] for c in timed]))
+    per_iteration = agent.steps_per_iteration * agent.streams
+
+    @eqx.filter_jit
+    def chunk(state: Any, n: int) -> tuple[Any, Any]:
+        return jax.vmap(lambda s: agent.chunk(s, n // per_iteration))(state)
+
+    def finite(state: Any, records: Any) -> str | None:
+        leaves = jax.tree.leaves(eqx.filter(agent.network(state), eqx.is_inexact_array))
+        return None if all(np.isfinite(np.asarray(a)).all() for a in leaves) else "the parameters"
+
+    def record(state: Any, records: Any, info: ChunkInfo) -> dict:
+        return {
+            "seconds": info.seconds,
+            "compiled": info.compiled,  # this chunk's time includes compiling
+            **chunk_metrics(records, agent.gamma, setup.prediction),
+        }
+
+    def result(state: Any, chunks: list[dict], info: RunInfo) -> dict:
+        return _summary(config, setup, chunks, info.interrupted)
+
+    hyper = ACConfig if config.agent == "ac" else PPOConfig
+    lower = f"{config.agent_params.get('lr', hyper().lr) / 10:.3g}"
+    return Job(
+        carry=_init(setup, config),
+        chunk=chunk,
+        record=record,
+        result=result,
+        chunk_steps=setup.iterations_per_chunk * per_iteration,
+        label=f"{config.agent} with {config.core}/{config.learner_spec} on {config.env}",
+        finite=finite,
+        restart_fix=f"lower --lr (e.g. {lower})",
+        resume_fix=f"add --resume --allow-change lr --lr {lower} to the same command",
+    )
+
+
+def _summary(config: RLConfig, setup: Setup, chunks: list[dict], interrupted: bool) -> dict:
+    """The run's summary from all of its chunks' records (those before a resume too)."""
+    ends = [c["step"] for c in chunks]
+    sizes = np.diff([0, *ends])
+    timed = [(n, c) for n, c in zip(sizes, chunks, strict=True) if not c["compiled"]]
+    timed = timed or list(zip(sizes, chunks, strict=True))
+    rate = float(np.median([n / c["seconds"] for n, c in timed])) if timed else None
     finals = final_metrics(chunks, setup.prediction, config.seeds)
     records = [
         {
@@ -285,22 +268,96 @@ def train(
             "seed": config.seed + s,
             "hidden": setup.hidden,
             "recurrent_params": setup.recurrent_params,
-            "steps": chunks[-1]["step"],
+            "steps": ends[-1] if ends else 0,
             **finals[s],
             "steps_per_second": rate,
-            "total_steps_per_second": rate * config.seeds,
+            "total_steps_per_second": None if rate is None else rate * config.seeds,
         }
         for s in range(config.seeds)
     ]
-    summary = {
+    return {
         "config": _jsonable(config),
         "records": records,
         "chunks": chunks,
         "interrupted": interrupted,
     }
-    if out:
-        with open(os.path.join(out, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2)
+
+
+#: Settings that may differ on resume without asking (they change how the run is chunked).
+RESUMABLE = ("steps", "chunks")
+#: Settings that ``allow_changes`` may name, and the config field each one is.
+CHANGEABLE = {"lr": "agent_params.lr"}
+
+
+def train(
+    config: RLConfig,
+    *,
+    out: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_changes: Collection[str] = (),
+    on_chunk: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train ``config.seeds`` agents at once on the run driver; return the run's summary.
+
+    Args:
+        config: the run.
+        out: directory for ``summary.json``, ``curves.jsonl`` (one record per chunk),
+            ``curve.png``, ``config.json`` and a checkpoint (None: nothing written). It is
+            locked while the run goes.
+        resume: continue the run checkpointed in ``out`` (the same config but for
+            ``steps``, ``chunks`` and ``allow_changes``).
+        overwrite: start afresh in an ``out`` that holds another run (its files deleted).
+        allow_changes: settings a resumed run may change: ``("lr",)`` goes on from the
+            checkpoint under ``agent_params["lr"]`` (Adam's state is kept).
+        on_chunk: called with each chunk's record (for progress bars).
+
+    Returns:
+        ``{"config", "records": [one per seed], "chunks": [per-chunk records],
+        "interrupted"}`` (Ctrl-C saves the last finished chunk's state); a seed's
+        record has env, core, learner, agent, seed, hidden, recurrent_params, steps,
+        final_return (and final_msre on prediction tasks), steps_per_second (this seed's
+        environment steps per second while all seeds ran together) and
+        total_steps_per_second.
+
+    Raises:
+        TrainingError: when the parameters stop being finite (it names this run's last
+            checkpoint and the command that goes on from it).
+        RunError: ``out`` is unusable or held by another run, or the resume request cannot
+            be honoured (a different config, naming the setting; a run already done).
+        ValueError: for a bad configuration.
+
+    Examples:
+        >>> from rtrlx.rl.run import RLConfig, train
+        >>> summary = train(RLConfig(env="RepeatPreviousEasy", core="lru", hidden=8,
+        ...                          steps=200, seeds=2, chunks=2))
+        >>> len(summary["records"]), summary["records"][0]["steps"]
+        (2, 200)
+    """
+    unknown = sorted(set(allow_changes) - set(CHANGEABLE))
+    if unknown:
+        raise ValueError(
+            f"cannot allow a change of {', '.join(unknown)} on resume; allowed: "
+            f"{', '.join(CHANGEABLE)}."
+        )
+    setup = build(config)
+    total = setup.chunks * setup.iterations_per_chunk
+    agent = setup.agent
+    summary = drive(
+        config,
+        lambda: _job(config, setup),
+        steps=total * agent.steps_per_iteration * agent.streams,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        resumable=RESUMABLE,
+        allow_changes=[CHANGEABLE[name] for name in allow_changes],
+        checkpoint_every=1,  # every chunk
+        on_chunk=on_chunk,
+        metrics_file="curves.jsonl",
+        result_file="summary.json",
+    )
+    if out and summary["chunks"]:
         plot_curves(summary, os.path.join(out, "curve.png"))
     return summary
 
