@@ -60,12 +60,13 @@ def _timed(fn: Callable[[], Any], repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def claims_exact(learner_name: str, learner: Any, cell: Any, steps: int) -> bool:
-    """Whether the learner claims the exact gradient here (``tbptt:k`` does when k >= T)."""
-    name, _, arg = learner_name.partition(":")
-    if name == "tbptt":
-        return int(arg) >= steps
-    return bool(learner.exact_on(cell))
+def claims_exact(learner: Any, cell: Any, steps: int) -> bool:
+    """Whether the learner claims the exact gradient on ``cell`` over ``steps`` steps.
+
+    The learner says so itself (:meth:`rtrlx.learners.Learner.exact_for`: ``tbptt(k)`` does
+    when k >= T).
+    """
+    return bool(learner.exact_for(cell, steps))
 
 
 def run_check(
@@ -141,7 +142,7 @@ def run_check(
                 lambda f=grads, lr=learner, c=cell, h=head, x=xs, y=ys: f(lr, c, h, mse, x, y),
                 repeats,
             )
-            claims = claims_exact(learner_name, learner, cell, steps)
+            claims = claims_exact(learner, cell, steps)
             status = ("exact" if rel < EXACT_RTOL else "FAIL") if claims else "approx"
             record.update(
                 status=status,

@@ -3,7 +3,7 @@
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 
@@ -33,6 +33,80 @@ def _check_names(learners: Sequence[str], cells: Sequence[str] = ()) -> None:
             raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}.")
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list that must name at least one thing (argparse ``type``)."""
+    names = _csv(text)
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected at least one comma-separated name, got {text!r}"
+        )
+    return names
+
+
+def _print_error(err: Any, command: str, exc: BaseException | str) -> None:
+    """``rtrlx COMMAND: message`` in red, the message escaped (``[h; x]`` is not markup)."""
+    from rich.markup import escape
+
+    err.print(f"[red]rtrlx {command}: {escape(str(exc))}[/red]")
+
+
+def _check_output(path: str, flag: str, *, directory: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written.
+
+    Creates the missing parent folders (or the folder itself, when ``directory``).
+
+    Raises:
+        ValueError: naming the flag, the path and what is wrong with it.
+    """
+    import os
+    import tempfile
+
+    if not path:
+        raise ValueError(f"{flag}: the path is empty; give a file name.")
+    folder = path if directory else os.path.dirname(os.path.abspath(path))
+    if not directory and os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a directory; give a file name, e.g. {path}/out")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not directory and os.path.exists(path):
+            open(path, "a").close()  # appends nothing; fails when the file is read-only
+        else:
+            tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ValueError(
+            f"{flag} {path}: cannot write there ({why}); choose a writable location."
+        ) from None
+
+
+def _check_outputs(args: argparse.Namespace, err: Any, command: str) -> bool:
+    """Whether every output path of ``args`` can be written (else print why and say no)."""
+    outputs = [
+        (getattr(args, "json", None), "--json", False),
+        (getattr(args, "plot", None), "--plot", False),
+        (getattr(args, "plot_dir", None), "--plot-dir", True),
+    ]
+    try:
+        for path, flag, directory in outputs:
+            if isinstance(path, str):
+                _check_output(path, flag, directory=directory)
+    except ValueError as exc:
+        _print_error(err, command, exc)
+        return False
+    return True
+
+
+def _task_param_help(task: str) -> str:
+    """``--task-param``'s help: the default task's parameters and a valid example."""
+    from .tasks import TASKS
+
+    names = ", ".join(TASKS[task][1]._fields)
+    return (
+        f"a task parameter NAME=VALUE (repeatable); {task}'s are {names}, e.g. "
+        "--task-param max_length=64"
+    )
+
+
 def _stdout_console():
     """A rich console for results: the terminal's width, or 160 columns when piped."""
     from rich.console import Console
@@ -56,13 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--learners",
-        type=_csv,
+        type=_names,
         default=list(DEFAULT_LEARNERS),
         help="comma-separated learners (default: %(default)s)",
     )
     check.add_argument(
         "--cells",
-        type=_csv,
+        type=_names,
         default=list(DEFAULT_CELLS),
         help="comma-separated cells (default: %(default)s)",
     )
@@ -87,14 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--learners",
-        type=_csv,
+        type=_names,
         default=["rtrl", "snap:1"],
         help="comma-separated learners besides bptt (default: %(default)s)",
     )
     bench.add_argument("--cell", default="gru", help="cell name (gru)")
     bench.add_argument(
         "--hidden",
-        type=lambda t: [_positive(v) for v in _csv(t)],
+        type=lambda t: [_positive(v) for v in _names(t)],
         default=[32],
         help="comma-separated hidden sizes (32)",
     )
@@ -151,19 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise.add_argument(
         "--cells",
-        type=_csv,
+        type=_names,
         default=list(NOISE_CELLS),
         help="comma-separated cells; elman is leaky (alpha 0.5), for rflo (%(default)s)",
     )
     noise.add_argument(
         "--learners",
-        type=_csv,
+        type=_names,
         default=list(NOISE_LEARNERS),
         help="comma-separated learners (default: %(default)s)",
     )
     noise.add_argument(
         "--lengths",
-        type=lambda t: [_positive(v) for v in _csv(t)],
+        type=lambda t: [_positive(v) for v in _names(t)],
         default=list(DEFAULT_LENGTHS),
         help="comma-separated sequence lengths T (%(default)s)",
     )
@@ -231,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="NAME=VALUE",
-            help="a task parameter, e.g. --task-param length=30 (repeatable)",
+            help=_task_param_help(defaults.task),
         )
         p.add_argument("--out", default=None, help="output directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -569,6 +643,7 @@ def _check(args: argparse.Namespace) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -578,7 +653,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         _check_names(args.learners, args.cells)
     except ValueError as exc:
-        err.print(f"[red]rtrlx check: {exc}[/red]")
+        _print_error(err, "check", exc)
         return 2
     total = len(args.learners) * len(args.cells)
     with Progress(console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
@@ -598,7 +673,7 @@ def _check(args: argparse.Namespace) -> int:
                 ),
             )
         except ValueError as exc:
-            err.print(f"[red]rtrlx check: {exc}[/red]")
+            _print_error(err, "check", exc)
             return 2
     failed = [r for r in records if r["status"] == "FAIL"]
     if args.json:
@@ -629,25 +704,49 @@ def _check(args: argparse.Namespace) -> int:
         _stdout_console().print(table)
         if failed:
             for r in failed:
-                err.print(f"[bold red]FAIL[/] {r['learner']} on {r['cell']}: {r['message']}")
+                err.print(
+                    f"[bold red]FAIL[/] {r['learner']} on {r['cell']}: {escape(r['message'])}"
+                )
         else:
             err.print(f"every exactness claim holds (rel. error < {EXACT_RTOL:g}).")
     return 1 if failed else 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_flag_error(args: argparse.Namespace) -> str | None:
+    """Why these ``bench`` flags cannot work together (None: they can)."""
+    if args.suite and args.plot:
+        return "--plot is for a single run; with --suite, --plot-dir DIR writes its plots."
+    if not args.suite and args.plot_dir:
+        return "--plot-dir is for --suite; a single run plots with --plot FILE.png."
+    if not args.suite and args.plot and not args.memory_steps:
+        return (
+            "--plot draws working memory against T, which needs --memory-steps (e.g. "
+            "--memory-steps 100,1000,10000); add it, or drop --plot."
+        )
+    return None
+
+
+def _machine() -> dict[str, Any]:
+    """Where a benchmark ran: the platform, the CPU cores this process may use, devices."""
+    import os
     import platform
 
     import jax
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
 
-    from .bench import matmul_rate, time_per_step
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"machine": platform.platform(), "cpus": cpus, "devices": jax.device_count()}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
 
     err = Console(stderr=True)
+    problem = _bench_flag_error(args)
+    if problem:
+        _print_error(err, "bench", problem)
+        return 2
     if args.suite:
-        return _bench_suite(args, err)
+        return _bench_suite(args, err) if _check_outputs(args, err, "bench") else 2
     try:
         from .bench import resolve_learner
         from .train import DEEP_CELLS
@@ -656,31 +755,83 @@ def _bench(args: argparse.Namespace) -> int:
             resolve_learner(name)
         _check_names([], [] if args.cell in DEEP_CELLS else [args.cell])
     except ValueError as exc:
-        err.print(f"[red]rtrlx bench: {exc}[/red]")
+        _print_error(err, "bench", exc)
         return 2
+    if not _check_outputs(args, err, "bench"):
+        return 2
+    rows = _bench_times(args, err)
+    results = [r for r in rows if not isinstance(r, dict)]
+    unsupported = [r for r in rows if isinstance(r, dict)]
+    skip = {(r["learner"], r["hidden"]) for r in unsupported}
+    memory = _bench_memory(args, err, skip) if args.memory_steps else []
+    limit = _print_times(args, err, rows)
+    if memory:
+        _print_memory(args, memory)
+    if args.json:
+        payload = {
+            "config": vars(args),
+            **_machine(),
+            "results": [r.as_dict() for r in results],
+            "unsupported": unsupported,
+            "memory": memory,
+            "matmul_flops_per_second": limit,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+    return 0
+
+
+def _bench_times(args: argparse.Namespace, err: Any) -> list[Any]:
+    """Each (hidden, learner)'s :class:`SpeedResult`, or a dict for an unsupported pair."""
+    from rich.progress import Progress
+
+    from ._errors import NotOnlineError, UnsupportedCellError
+    from .bench import time_per_step
+
     learner_steps = args.learner_steps or args.steps
-    results = []
+    rows: list[Any] = []
     jobs = [(h, lr) for h in args.hidden for lr in ["bptt", *args.learners]]
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("benchmarking", total=len(jobs))
         for hidden, learner in jobs:
             bar.update(task, description=f"{learner} on {args.cell} n={hidden}")
-            steps = args.steps if learner == "bptt" else learner_steps
-            results.append(
-                time_per_step(
-                    learner,
-                    args.cell,
-                    hidden=hidden,
-                    steps=steps,
-                    batch=args.batch,
-                    input_size=args.input,
-                    repeats=args.repeats,
-                    layers=args.layers,
-                    by_stream=_by_stream_flag(args, learner),
+            try:
+                rows.append(
+                    time_per_step(
+                        learner,
+                        args.cell,
+                        hidden=hidden,
+                        steps=args.steps if learner == "bptt" else learner_steps,
+                        batch=args.batch,
+                        input_size=args.input,
+                        repeats=args.repeats,
+                        layers=args.layers,
+                        by_stream=_by_stream_flag(args, learner),
+                    )
                 )
-            )
+            except (UnsupportedCellError, NotOnlineError) as exc:
+                rows.append(
+                    {
+                        "learner": learner,
+                        "cell": args.cell,
+                        "hidden": hidden,
+                        "status": "unsupported",
+                        "message": str(exc),
+                    }
+                )
             bar.advance(task)
-    memory = _bench_memory(args, err) if args.memory_steps else []
+    return rows
+
+
+def _print_times(args: argparse.Namespace, err: Any, rows: list[Any]) -> float | None:
+    """The time-per-step table (unsupported pairs as such); returns the matmul rate used."""
+    import jax
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .bench import matmul_rate
+
+    results = [r for r in rows if not isinstance(r, dict)]
     limit = matmul_rate() if any(r.influence_flops_per_step for r in results) else None
     base = {r.hidden: r.seconds_per_step for r in results if r.learner == "bptt"}
     table = Table(
@@ -690,7 +841,10 @@ def _bench(args: argparse.Namespace) -> int:
     columns = ("learner", "hidden", "T measured", "ms/step", "vs bptt", "spread", "compile s")
     for col in (*columns, "state floats/stream", "GFLOP/s (XLA count)"):
         table.add_column(col, justify="left" if col == "learner" else "right")
-    for r in results:
+    for r in rows:
+        if isinstance(r, dict):
+            table.add_row(r["learner"], str(r["hidden"]), "-", "[dim]unsupported[/]", *"-" * 5)
+            continue
         rate = "-"
         if r.flops_per_step:
             rate = f"{r.flops_per_step / r.seconds_per_step / 1e9:.3g}"
@@ -709,33 +863,19 @@ def _bench(args: argparse.Namespace) -> int:
             rate,
         )
     _stdout_console().print(table)
+    for message in dict.fromkeys(r["message"] for r in rows if isinstance(r, dict)):
+        err.print(f"[dim]unsupported:[/] {escape(message)}")
     if limit:
         err.print(
             f"matmul rate on this machine: {limit / 1e9:.3g} GFLOP/s (2048 x 2048, "
             f"{jax.numpy.zeros(()).dtype}, median of 5); exact RTRL's influence update is a "
             "dense matmul, so this is the rate it can approach."
         )
-    if memory:
-        _print_memory(args, memory)
-    if args.json:
-        payload = {
-            "config": vars(args),
-            "machine": platform.platform(),
-            "cpus": jax.device_count(),
-            "results": [r.as_dict() for r in results],
-            "memory": memory,
-            "matmul_flops_per_second": limit,
-        }
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=2, default=str)
-    return 0
+    return limit
 
 
 def _bench_suite(args: argparse.Namespace, err: Any) -> int:
     """``rtrlx bench --suite NAME``: every case's table, then the targets, met or not."""
-    import platform
-
-    import jax
     from rich.progress import Progress
     from rich.table import Table
 
@@ -799,7 +939,7 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
             met = "[green]yes[/]" if t["met"] else "[red]no[/]"
             targets.add_row(case["case"], t["target"], value + unit, met)
     console.print(targets)
-    report |= {"suite": args.suite, "machine": platform.platform(), "cpus": jax.device_count()}
+    report |= {"suite": args.suite, **_machine()}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -819,8 +959,11 @@ def _by_stream_flag(args: argparse.Namespace, learner: str) -> bool | None:
     return args.by_stream == "yes" and built.independent_streams
 
 
-def _bench_memory(args: argparse.Namespace, err: Any) -> list[dict]:
-    """Compiled working memory of bptt and every learner at each of ``--memory-steps``."""
+def _bench_memory(args: argparse.Namespace, err: Any, skip: Collection = ()) -> list[dict]:
+    """Compiled working memory of bptt and every learner at each of ``--memory-steps``.
+
+    ``skip`` holds the unsupported ``(learner, hidden)`` pairs.
+    """
     from rich.progress import Progress
 
     from .bench import compiled_memory
@@ -830,6 +973,7 @@ def _bench_memory(args: argparse.Namespace, err: Any) -> list[dict]:
         for h in args.hidden
         for lr in ["bptt", *args.learners]
         for t in args.memory_steps
+        if (lr, h) not in skip
     ]
     out = []
     with Progress(console=err, transient=True) as bar:
@@ -908,7 +1052,9 @@ def _noise(args: argparse.Namespace) -> int:
     try:
         _check_names(args.learners, args.cells)
     except ValueError as exc:
-        err.print(f"[red]rtrlx noise: {exc}[/red]")
+        _print_error(err, "noise", exc)
+        return 2
+    if not _check_outputs(args, err, "noise"):
         return 2
     total = len(args.cells) * len(args.lengths) * len(args.learners)
     with Progress(console=err, transient=True) as bar:
@@ -958,6 +1104,15 @@ def _noise(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rtrlx`` command."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # one not handled by the command: no traceback for a Ctrl-C
+        print(f"rtrlx {args.command}: interrupted (Ctrl-C).", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command ``args`` names."""
     if args.command == "check":
         return _check(args)
     if args.command == "bench":

@@ -38,7 +38,6 @@ DEFAULT_LEARNERS = (
 )
 DEFAULT_CELLS = ("rhn", "gru", "elman")
 DEFAULT_LENGTHS = (10, 100, 1000)
-STOCHASTIC = ("uoro", "kf_rtrl", "ok")
 
 
 def trained_like(cell_name: str, hidden: int, key: jax.Array) -> tuple[Any, Any]:
@@ -112,9 +111,14 @@ def noise_study(
             norm2 = jnp.sum(exact**2)
             for name in learners:
                 learner = make(name)
-                record: dict = {"cell": cell_name, "hidden": hidden, "T": steps, "learner": name}
-                stochastic = name.split(":")[0] in STOCHASTIC
-                n = samples if stochastic else 1
+                record: dict = {
+                    "cell": cell_name,
+                    "hidden": hidden,
+                    "T": steps,
+                    "learner": name,
+                    "stochastic": learner.stochastic,
+                }
+                n = samples if learner.stochastic else 1
                 keys = jax.random.split(jax.random.fold_in(key, 7 * steps + 1), n)
                 try:
                     run = eqx.filter_jit(
@@ -139,21 +143,38 @@ def noise_study(
     return records
 
 
-def plot_noise(records: Sequence[dict], path: str) -> None:
-    """Normalised variance against T, log-log, one panel per cell, written to ``path``."""
+def learner_colours(records: Sequence[dict]) -> dict[str, Any]:
+    """One colour per learner, the same in every panel, in the order the learners appear."""
+    import matplotlib
+
+    names = list(dict.fromkeys(r["learner"] for r in records))
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: palette(i % palette.N) for i, name in enumerate(names)}
+
+
+def noise_figure(records: Sequence[dict]) -> Any:
+    """The figure of :func:`plot_noise`: variance against T, one panel per cell."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cells = list(dict.fromkeys(r["cell"] for r in records))
+    colours = learner_colours(records)
     fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 4), squeeze=False)
     for ax, cell in zip(axes[0], cells, strict=True):
         rows = [r for r in records if r["cell"] == cell and r["status"] == "ok"]
         for name in dict.fromkeys(r["learner"] for r in rows):
-            pts = sorted((r["T"], r["normalised_variance"]) for r in rows if r["learner"] == name)
-            style = "-o" if name.split(":")[0] in STOCHASTIC else "--s"
-            ax.plot([p[0] for p in pts], [max(p[1], 1e-12) for p in pts], style, label=name)
+            mine = [r for r in rows if r["learner"] == name]
+            pts = sorted((r["T"], r["normalised_variance"]) for r in mine)
+            style = "-o" if mine[0].get("stochastic") else "--s"
+            ax.plot(
+                [p[0] for p in pts],
+                [max(p[1], 1e-12) for p in pts],
+                style,
+                color=colours[name],
+                label=name,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
@@ -162,5 +183,16 @@ def plot_noise(records: Sequence[dict], path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def plot_noise(records: Sequence[dict], path: str) -> None:
+    """Normalised variance against T, log-log, one panel per cell, written to ``path``.
+
+    A learner has one colour in every panel; stochastic learners are solid lines.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = noise_figure(records)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..learners import make
+from ..learners import RTRLState, make
 from ..losses import mse
 from ..sequence import sequence_grads, use_by_stream
 from .flops import influence_flops, xla_flops
@@ -224,10 +224,12 @@ def time_per_step(
         seed=seed,
     )
     built = resolve_learner(learner)
+    state = None
     if built is None:
         state_floats = _floats(module.init_state())
     elif built.online:
-        state_floats = _floats(jax.eval_shape(lambda: built.init(module, key=jax.random.key(0))))
+        state = jax.eval_shape(lambda: built.init(module, key=jax.random.key(0)))
+        state_floats = _floats(state)
     else:
         state_floats = steps * _floats(module.init_state())
     run = jax.jit(_function(learner, module, head, by_stream))
@@ -235,7 +237,7 @@ def time_per_step(
     flops = influence = None
     if built is not None and built.online:
         flops = xla_flops(learner.removesuffix(STREAM), module, head, batch)
-        if built.name == "rtrl":
+        if isinstance(state, RTRLState):  # carries exact RTRL's dense influence matrix
             influence = influence_flops(module, batch)
     return SpeedResult(
         learner=learner,
