@@ -30,3 +30,16 @@ def test_xla_counts_little_beyond_the_influence_update(hidden, bound):
 
 def test_matmul_rate_is_a_rate():
     assert matmul_rate(size=64, repeats=3) > 1e6  # FLOP/s: any machine does a million
+
+
+def test_time_per_step_counts_the_influence_update_of_exact_rtrl_only():
+    """Whether a learner carries exact RTRL's dense influence matrix is read from its state's
+    type, not its name."""
+    from rtrlx.bench import time_per_step
+    from rtrlx.bench.speed import problem
+
+    kw = dict(hidden=2, steps=3, batch=2, input_size=1, repeats=1)
+    rtrl = time_per_step("rtrl", "elman", **kw)
+    cell, *_ = problem("elman", hidden=2, steps=3, batch=2, input_size=1)
+    assert rtrl.influence_flops_per_step == influence_flops(cell, batch=2)
+    assert time_per_step("snap:1", "elman", **kw).influence_flops_per_step is None
