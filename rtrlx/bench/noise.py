@@ -91,9 +91,10 @@ def noise_study(
         on_result: called with each record as it is measured.
 
     Returns:
-        One record per (cell, T, learner): ``normalised_variance``, ``cosine`` (mean over
-        samples), ``cosine_std``, ``samples`` (1 for a deterministic learner), or
-        ``status="unsupported"`` with a message.
+        One record per (cell, T, learner), with ``stochastic`` (the learner's own field):
+        ``normalised_variance``, ``cosine`` (mean over samples), ``cosine_std``,
+        ``samples`` (1 for a deterministic learner), or ``status="unsupported"`` with a
+        message.
     """
     from .._errors import UnsupportedCellError
 
