@@ -12,6 +12,7 @@ from jaxtyping import Array, PyTree
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import state_to_units, units_to_state
+from ..models import DeepRecurrent
 from ._base import Learner, LossFn, batch_init, is_batched
 from ._elementwise import _unit_blocks, carry_traces, expand_units
 
@@ -32,9 +33,7 @@ class OnlineDeepState(NamedTuple):
     encoder_trace: PyTree[Array]
 
 
-def _check(model: Any) -> Any:
-    from ..models.deep import DeepRecurrent
-
+def _check(model: Any) -> DeepRecurrent:
     if not isinstance(model, DeepRecurrent):
         raise UnsupportedCellError(
             f"online_deep: expected an rtrlx.models.DeepRecurrent stack, got "
@@ -57,50 +56,39 @@ def _contract(delta: Array, trace: Array, units: np.ndarray) -> Array:
     return jnp.sum(expand_units(delta, units) * trace, axis=0)
 
 
-def _local(model: Any, prev: tuple, x: Array, approx: str, chunked: tuple[bool, ...] = ()):
-    """One step's quantities, for one example, with the previous states ``prev`` given.
+def _local(
+    model: DeepRecurrent, prev: tuple, x: Array, approx: str, chunked: tuple[bool, ...] = ()
+) -> tuple[tuple, tuple, PyTree[Array]]:
+    """One step's immediate Jacobians, for one example, with the previous states ``prev`` given.
 
     Args:
         model: the stack.
         prev: every block's previous state.
         x: this step's input.
-        approx: the approximation.
+        approx: a traced approximation (``"full"`` or ``"snap1"``).
         chunked: per block, whether its cell's rule has a chunked form (then its immediate
             Jacobian is not formed: the rule works from the block's inputs).
 
     Returns:
-        ``(new_units, inputs, j_thetas, blocks, encoder_jac, top)``: each block's new state
-        in the unit view and its input ``z``; for traced approximations each block's
-        immediate parameter Jacobian rows and state Jacobian blocks ``(S, S, n)`` (None for
-        a chunked block, whose blocks are formed only where the encoder trace needs them);
-        block 1's Jacobian in the encoder's parameters ``(S, n, *W.shape)`` (``"full"``
-        only); the top output.
+        ``(j_thetas, blocks, encoder_jac)``: each block's immediate parameter Jacobian rows
+        and state Jacobian blocks ``(S, S, n)`` (None for a chunked block, whose blocks are
+        formed only where the encoder trace needs them); block 1's Jacobian in the
+        encoder's parameters ``(S, n, *W.shape)`` (``"full"`` only).
     """
-    from ..models.deep import _norm
 
-    traced = approx in ("full", "snap1")
-    u = model.encoder(x)
-    new_units, inputs, j_thetas, blocks = [], [], [], []
-    for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
-        z = _norm(u)
-        inputs.append(z)
-        units = state_to_units(h)
-        if traced and i < len(chunked) and chunked[i]:
-            nu = state_to_units(cell(h, z))
-            j_thetas.append(None)
-            blocks.append(_state_blocks(cell, h, z) if i == 0 and approx == "full" else None)
-        elif traced:
-            cp, cs = eqx.partition(cell, eqx.is_inexact_array)
-            nu, j_theta, bl = _unit_blocks(cell, cp, cs, units, z)
-            j_thetas.append(j_theta)
-            blocks.append(bl)
-        else:
-            nu = state_to_units(cell(h, z))
-        new_units.append(nu)
-        a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
-        u = u + a * jax.nn.sigmoid(b)
+    def advance(i: int, z: Array) -> tuple[State, tuple]:
+        cell, h = model.cells[i], prev[i]
+        if i < len(chunked) and chunked[i]:
+            blocks = _state_blocks(cell, h, z) if i == 0 and approx == "full" else None
+            return cell(h, z), (None, blocks)
+        cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+        nu, j_theta, blocks = _unit_blocks(cell, cp, cs, state_to_units(h), z)
+        return units_to_state(nu, h), (j_theta, blocks)
+
+    _, _, aux = model.forward(x, advance)
+    j_thetas, blocks = zip(*aux, strict=True)
     encoder_jac = _encoder_jacobian(model, prev, x) if approx == "full" else ()
-    return new_units, inputs, j_thetas, blocks, encoder_jac, u
+    return j_thetas, blocks, encoder_jac
 
 
 def _state_blocks(cell: Any, h: State, z: Array) -> Array:
@@ -115,19 +103,21 @@ def _state_blocks(cell: Any, h: State, z: Array) -> Array:
     return jnp.stack(cols, axis=1)  # [a, b, u] = d h'[a, u] / d h[b, u]
 
 
-def _encoder_jacobian(model: Any, prev: tuple, x: Array) -> PyTree[Array]:
+def _encoder_jacobian(model: DeepRecurrent, prev: tuple, x: Array) -> PyTree[Array]:
     """``d h^1_t / d encoder`` through the current step: ``(S, n, *W.shape)`` per array.
 
     Forward mode through block 1 (``n`` tangents, one per encoder output) gives
     ``M = d h^1 / d u``; the encoder's own pullback then spreads each row of ``M`` over its
     parameters (an outer product with ``x`` for a linear encoder).
     """
-    from ..models.deep import _norm
-
     cell1, h1 = model.cells[0], prev[0]
     enc_p, enc_s = eqx.partition(model.encoder, eqx.is_inexact_array)
-    u, pull = jax.vjp(lambda p: eqx.combine(p, enc_s)(x), enc_p)
-    m = jax.jacfwd(lambda u: state_to_units(cell1(h1, _norm(u))))(u)  # (S, n, n)
+
+    def encode(p: PyTree[Array]) -> Array:
+        return eqx.tree_at(lambda m: m.encoder, model, eqx.combine(p, enc_s)).encode(x)
+
+    u, pull = jax.vjp(encode, enc_p)
+    m = jax.jacfwd(lambda u: state_to_units(cell1(h1, model.block_input(0, u))))(u)  # (S, n, n)
     (rows,) = jax.vmap(pull)(m.reshape(-1, m.shape[-1]))
     return jax.tree.map(lambda r: r.reshape(*m.shape[:2], *r.shape[1:]), rows)
 
@@ -143,22 +133,18 @@ def _spatial_loss(static: Any, loss_fn: LossFn, approx: str, params, eps, prev, 
     gradient (``f(h, z) - f(0, z)`` is held constant: ``λ h_{t-1}`` for the LRU), as in
     the paper's spatial-backpropagation baseline.
     """
-    from ..models.deep import _norm
-
     model, head = eqx.combine(params, static)
-    u = model.encoder(x)
-    inputs = []
-    for cell, glu, h, e in zip(model.cells, model.glus, prev, eps, strict=True):
-        z = _norm(u)
-        inputs.append(lax.stop_gradient(z))
+
+    def advance(i: int, z: Array) -> tuple[State, Array]:
+        cell, h = model.cells[i], prev[i]
         new = cell(h, z)
         if approx == "spatial":
             rest = cell(cell.init_state(), z)
             new = jax.tree.map(lambda f, r: lax.stop_gradient(f - r) + r, new, rest)
-        nu = state_to_units(new) + e
-        a, b = jnp.split(glu(cell.features(units_to_state(nu, h))), 2)
-        u = u + a * jax.nn.sigmoid(b)
-    return loss_fn(head(u), y), tuple(inputs)
+        return units_to_state(state_to_units(new) + eps[i], h), lax.stop_gradient(z)
+
+    _, top, inputs = model.forward(x, advance)
+    return loss_fn(head(top), y), inputs
 
 
 def _time_major(tree: PyTree[Array]) -> PyTree[Array]:
@@ -329,8 +315,6 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         return g_model
 
     def step(model, head, loss_fn, state: OnlineDeepState, x, y):
-        from ..models.deep import _norm
-
         model = _check(model)
         batched = is_batched(model, state.hidden, x, name)
         if not batched:  # one stream is a batch of one
@@ -342,39 +326,31 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
 
         # 1. Forward through the step for the whole batch; each traced block advances its
         # trace (by its cell's closed-form rule when it has one).
-        u = jax.vmap(model.encoder)(x)
-        new_units, new_traces, carried, blocks0 = [], [], [], None
-        for i, (cell, glu, h) in enumerate(zip(model.cells, model.glus, prev, strict=True)):
-            z = jax.vmap(_norm)(u)
-            rule = rules[i]
+        def advance(i: int, z: Array) -> tuple[State, tuple]:
+            """Block ``i``'s step for the batch: ``(new state, (trace, carried, blocks))``."""
+            cell, h, rule = model.cells[i], prev[i], rules[i]
             if not traced:
-                nu = jax.vmap(lambda h, z, cell=cell: state_to_units(cell(h, z)))(h, z)
-            elif rule is not None:
-                new_state, trace = jax.vmap(rule.step)(traces[i], h, z)
-                nu = jax.vmap(state_to_units)(new_state)
-                new_traces.append(trace)
-                carried.append(None)
+                return jax.vmap(cell)(h, z), (None, None, None)
+            if rule is not None:
+                new, trace = jax.vmap(rule.step)(traces[i], h, z)
+                blocks = None
                 if i == 0 and approx == "full":
-                    blocks0 = jax.vmap(lambda h, z, cell=cell: _state_blocks(cell, h, z))(h, z)
-            else:
-                cp, cs = eqx.partition(cell, eqx.is_inexact_array)
-                units = cell.param_units()
+                    blocks = jax.vmap(lambda h, z: _state_blocks(cell, h, z))(h, z)
+                return new, (trace, None, blocks)
+            cp, cs = eqx.partition(cell, eqx.is_inexact_array)
+            units = cell.param_units()
 
-                def advance(h, z, trace, cell=cell, cp=cp, cs=cs, units=units):
-                    nu, j_theta, blocks = _unit_blocks(cell, cp, cs, state_to_units(h), z)
-                    past = carry_traces(blocks, trace, units)
-                    return nu, past, jax.tree.map(jnp.add, past, j_theta), blocks
+            def one(h, z, trace):
+                nu, j_theta, blocks = _unit_blocks(cell, cp, cs, state_to_units(h), z)
+                past = carry_traces(blocks, trace, units)
+                return units_to_state(nu, h), past, jax.tree.map(jnp.add, past, j_theta), blocks
 
-                nu, past, trace, blocks = jax.vmap(advance)(h, z, traces[i])
-                carried.append(past)
-                new_traces.append(trace)
-                blocks0 = blocks if i == 0 else blocks0
-            new_units.append(nu)
-            out = jax.vmap(
-                lambda nu, h, cell=cell, glu=glu: glu(cell.features(units_to_state(nu, h)))
-            )(nu, h)
-            a, b = jnp.split(out, 2, axis=-1)
-            u = u + a * jax.nn.sigmoid(b)
+            new, past, trace, blocks = jax.vmap(one)(h, z, traces[i])
+            return new, (trace, past, blocks)
+
+        new_blocks, u, aux = model.forward(x, advance, over=jax.vmap)
+        new_traces, carried, blocks = zip(*aux, strict=True)
+        new_traces = new_traces if traced else ()
 
         # 2. Spatial backprop through this step, on the batch mean (so the weights'
         # gradients are batched matmuls): the error reaching every block, with 1/B in it.
@@ -384,7 +360,7 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
 
             return jnp.mean(jax.vmap(one)(eps, prev, x, y))
 
-        eps = tuple(jnp.zeros_like(nu) for nu in new_units)
+        eps = tuple(jnp.zeros_like(jax.vmap(state_to_units)(h)) for h in new_blocks)
         loss, (g_params, deltas) = jax.value_and_grad(batch_loss, argnums=(0, 1))(params, eps)
         g_model, g_head = g_params
 
@@ -410,9 +386,8 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             g_model = eqx.tree_at(lambda m: m.cells, g_model, tuple(cells_g))
         new_enc = ()
         if approx == "full":
-            assert blocks0 is not None
             enc_carried = jax.vmap(lambda bl, tr: carry_traces(bl, tr, enc_units))(
-                blocks0, state.encoder_trace
+                blocks[0], state.encoder_trace
             )
             enc_g = jax.tree.map(
                 lambda g, tr: g + jnp.tensordot(deltas[0], tr, axes=((0, 1, 2), (0, 1, 2))),
@@ -422,11 +397,7 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             g_model = eqx.tree_at(lambda m: m.encoder, g_model, enc_g)
             jac = jax.vmap(lambda pr, x: _encoder_jacobian(model, pr, x))(prev, x)
             new_enc = jax.tree.map(jnp.add, enc_carried, jac)
-        new_hidden = (
-            *(jax.vmap(units_to_state)(nu, h) for nu, h in zip(new_units, prev, strict=True)),
-            u,
-        )
-        new_state = OnlineDeepState(new_hidden, tuple(new_traces), new_enc)
+        new_state = OnlineDeepState((*new_blocks, u), tuple(new_traces), new_enc)
         if not batched:
             new_state = jax.tree.map(lambda a: a[0], new_state)
         return new_state, loss, (g_model, g_head)
@@ -454,24 +425,20 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             the recurrent cells are scanned over time; the encoder, normalisations and GLUs
             run on the whole chunk at once (the chunk is known).
             """
-            from ..models.deep import _norm
 
-            u = over_batch(model.encoder)(xs)
-            prevs, lasts = [], []
-            for cell, glu, h0 in zip(model.cells, model.glus, hidden[:-1], strict=True):
-                z = over_batch(_norm)(u)
+            def advance(i, z):
+                cell = model.cells[i]
 
-                def advance(h, z_t, cell=cell):
+                def one_step(h, z_t):
                     new = jax.vmap(cell)(h, z_t)
                     return new, (h, new)
 
-                last, (before, after) = lax.scan(advance, h0, z)
-                out = over_batch(lambda h, cell=cell, glu=glu: glu(cell.features(h)))(after)
-                a, b = jnp.split(out, 2, axis=-1)
-                u = u + a * jax.nn.sigmoid(b)
-                prevs.append(before)
-                lasts.append(last)
-            return (*lasts, u[-1]), tuple(prevs)
+                last, (before, after) = lax.scan(one_step, hidden[i], z)
+                return after, (before, last)
+
+            _, top, aux = model.forward(xs, advance, over=over_batch)
+            prevs, lasts = zip(*aux, strict=True)
+            return (*lasts, top[-1]), tuple(prevs)
 
         def run_chunk(state: OnlineDeepState, xs, ys):
             """One chunk of the batch: (new state, summed loss, summed gradients).
@@ -483,7 +450,7 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
             blocks: Any = ()
             enc_jac: Any = ()
             if needs_local:
-                _, _, j_thetas, blocks, enc_jac, _ = over_batch(
+                j_thetas, blocks, enc_jac = over_batch(
                     lambda p, x: _local(model, p, x, approx, chunked)
                 )(prevs, xs)
 
@@ -563,8 +530,6 @@ def online_deep(approx: str = "full", *, chunk: int = 128) -> Learner:
         return loss, grads
 
     def exact_on(model: Any) -> bool:
-        from ..models.deep import DeepRecurrent
-
         return approx == "full" and isinstance(model, DeepRecurrent) and len(model.cells) == 1
 
     return Learner(init=init, step=step, sequence=sequence, name=name, exact_on=exact_on)

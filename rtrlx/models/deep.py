@@ -1,5 +1,7 @@
 """A deep stack of diagonal recurrent blocks, as in the LRU papers, usable as one cell."""
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -14,11 +16,9 @@ from ..cells.lru import LRU
 from ..cells.rtu import RTU
 
 
-def _norm(u: Array) -> Array:
-    """Layer normalisation without learned scale or shift."""
-    mean = jnp.mean(u)
-    var = jnp.mean((u - mean) ** 2)
-    return (u - mean) / jnp.sqrt(var + 1e-5)
+def _same(fn: Callable) -> Callable:
+    """The identity on functions: ``forward``'s ``over`` for one step of one stream."""
+    return fn
 
 
 class DeepRecurrent(AbstractCell):
@@ -98,14 +98,71 @@ class DeepRecurrent(AbstractCell):
         return (*(c.init_state() for c in self.cells), top)
 
     def __call__(self, state: State, x: Float[Array, " input"]) -> State:
-        u = self.encoder(x)
-        new = []
-        for cell, glu, h in zip(self.cells, self.glus, state[:-1], strict=True):
-            h = cell(h, _norm(u))
-            a, b = jnp.split(glu(cell.features(h)), 2)
-            u = u + a * jax.nn.sigmoid(b)
-            new.append(h)
-        return (*new, u)
+        def advance(i: int, z: Array) -> tuple[State, None]:
+            return self.cells[i](state[i], z), None
+
+        new, top, _ = self.forward(x, advance)
+        return (*new, top)
+
+    def encode(self, x: Float[Array, " input"]) -> Float[Array, " hidden"]:
+        """The encoder: the input to the first block, ``u_0``."""
+        return self.encoder(x)
+
+    def block_input(self, i: int, u: Float[Array, " hidden"]) -> Float[Array, " hidden"]:
+        """What block ``i``'s recurrent cell reads from the block's input ``u``: ``norm(u)``.
+
+        The normalisation has no parameters, so this is the same for every ``i``.
+        """
+        del i
+        mean = jnp.mean(u)
+        var = jnp.mean((u - mean) ** 2)
+        return (u - mean) / jnp.sqrt(var + 1e-5)
+
+    def block_output(
+        self, i: int, h: State, u: Float[Array, " hidden"]
+    ) -> Float[Array, " hidden"]:
+        """Block ``i``'s output from its cell's new state ``h`` and its input ``u``.
+
+        The cell's features go through the block's gated linear unit and ``u`` is added
+        back: ``u + a * sigmoid(b)`` with ``(a, b) = glu(features(h))``.
+        """
+        a, b = jnp.split(self.glus[i](self.cells[i].features(h)), 2, axis=-1)
+        return u + a * jax.nn.sigmoid(b)
+
+    def forward(
+        self,
+        x: Array,
+        advance: Callable[[int, Array], tuple[State, Any]],
+        *,
+        over: Callable[[Callable], Callable] | None = None,
+    ) -> tuple[tuple[State, ...], Array, tuple[Any, ...]]:
+        """The stack's forward pass with each block's recurrent step supplied by the caller.
+
+        ``encode``, then per block ``z = block_input(i, u)``, ``h = advance(i, z)``,
+        ``u = block_output(i, h, u)``. ``__call__`` is this with the cells' own steps; a
+        learner passes its own ``advance`` to step the cells its way (with their traces or
+        Jacobians, or a whole chunk of steps at once), and reads them back from ``aux``.
+
+        Args:
+            x: the input; with ``over``, any leading axes ``over`` maps over.
+            advance: ``advance(i, z) -> (h, aux)``: block ``i``'s new cell state from its
+                cell's input ``z``, and anything the caller wants back.
+            over: maps the per-vector pieces (encoder, normalisation, GLU) over the leading
+                axes of ``x`` (e.g. ``jax.vmap``); None for one step of one stream.
+
+        Returns:
+            ``(states, top, aux)``: each block's new cell state (as ``advance`` returned it),
+            the top block's output ``u_L`` and each block's ``aux``.
+        """
+        lift = over if over is not None else _same
+        u = lift(self.encode)(x)
+        states, auxes = [], []
+        for i in range(len(self.cells)):
+            h, aux = advance(i, lift(partial(self.block_input, i))(u))
+            u = lift(partial(self.block_output, i))(h, u)
+            states.append(h)
+            auxes.append(aux)
+        return tuple(states), u, tuple(auxes)
 
     def features(self, state: State) -> Float[Array, " hidden"]:
         return state[-1]
