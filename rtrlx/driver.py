@@ -380,11 +380,19 @@ def _truncate_metrics(path: str, step: int) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
-    kept = [r for r in records if r.get("step", 0) <= step]
-    if len(kept) < len(records):
+        lines = [line for line in fh if line.strip()]
+    kept = [r for r in map(_parse, lines) if r is not None and r.get("step", 0) <= step]
+    if len(kept) < len(lines):
         _write_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in kept))
     return kept
+
+
+def _parse(line: str) -> dict | None:
+    """A JSONL record, or None for a line torn by a kill in the middle of its write."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _config_json(config: Any) -> str:

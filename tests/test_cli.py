@@ -227,3 +227,48 @@ def test_train_and_compare_end_to_end(tmp_path, capsys):
 def test_train_and_compare_refuse_bad_flags(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err.replace("\n", "")
+
+
+def test_compare_fails_when_every_run_fails(tmp_path, capsys):
+    argv = ["compare", "--task", "adding", "--cell", "elman", "--hidden", "3", "--steps", "40"]
+    argv += ["--batch", "2", "--chunk", "20", "--task-param", "length=5", "--lr", "1e300"]
+    argv += ["--optimizer", "sgd", "--learners", "rtrl,snap:1", "--seeds", "1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "every run failed (2)" in err
+    assert "- rtrl seed 0: rtrl on adding: the loss became non-finite" in err
+    assert "- snap:1 seed 0: snap:1 on adding" in err
+    rows = json.loads((tmp_path / "summary.json").read_text())["results"]
+    assert all(r["error"] and r["value"] is None for r in rows)
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_compare_is_a_library_function_and_reruns_replace_its_runs(tmp_path):
+    import rtrlx
+    from rtrlx.train import TrainConfig
+
+    base = TrainConfig(
+        task="adding", cell="gru", hidden=3, steps=20, batch=2, chunk=10, task_params={"length": 5}
+    )
+    for _ in range(2):  # the second comparison replaces the first's runs
+        report = rtrlx.compare(base, ["snap:1"], seeds=2, out=str(tmp_path))
+    (row,) = report["table"]
+    assert row["learner"] == "snap:1" and len(row["values"]) == 2 and not row["errors"]
+    assert report["curves"] == str(tmp_path / "curves.png")
+    metrics = (tmp_path / "snap-1-seed1" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2
+
+
+def test_train_cli_resume_of_a_finished_run_keeps_its_result(tmp_path, capsys):
+    argv = ["train", "--task", "adding", "--cell", "gru", "--hidden", "3", "--steps", "20"]
+    argv += ["--batch", "2", "--chunk", "10", "--task-param", "length=5", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    result = (tmp_path / "result.json").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    assert "already at step 20" in " ".join(capsys.readouterr().err.split())
+    assert (tmp_path / "result.json").read_bytes() == result
+    assert main(argv) == 2  # a new run over it
+    assert "--resume, or use another --out" in " ".join(capsys.readouterr().err.split())
+    assert main([*argv, "--eval-every", "-1", "--overwrite"]) == 2
+    assert "eval_every must be >= 0" in capsys.readouterr().err

@@ -93,6 +93,8 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
         ({"optimizer": "lion"}, "valid: adam, sgd"),
         ({"task": "ptb-char", "learner": "tbptt:7"}, "multiple of the truncation 7"),
         ({"steps": 0}, "steps must be >= 1"),
+        ({"eval_every": -1}, "eval_every must be >= 0"),
+        ({"checkpoint_every": -5}, "checkpoint_every must be >= 0"),
         ({"learner": "kf_rtrl", "cell": "lru"}, r"W @ \[h; x\]"),
         ({"layers": 2}, "use --cell deep-lru or deep-rtu"),
         ({"cell": "deep-lru", "learner": "snap:1"}, "unit.local"),

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -382,7 +383,10 @@ def plot_curves(summary: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s in range(values.shape[1]):
         ax.plot(steps, values[:, s], color="C0", alpha=0.3, lw=1)
-    ax.plot(steps, np.nanmean(values, axis=1), color="C0", lw=2, label="mean of seeds")
+    with warnings.catch_warnings():  # a chunk in which no seed ended an episode: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=1)
+    ax.plot(steps, mean, color="C0", lw=2, label="mean of seeds")
     ax.set_xlabel("environment steps per seed")
     ax.set_ylabel("mean squared return error" if metric == "msre" else "episode return")
     if metric == "msre":
