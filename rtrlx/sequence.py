@@ -1,5 +1,6 @@
 """Gradients over a whole sequence, for any learner."""
 
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -11,7 +12,14 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._errors import NON_FINITE_LOSS, ShapeError
 from ._types import Grads
 from .cells._base import AbstractCell
-from .learners._base import Learner, LossFn, check_cell, zeros_grads
+from .learners._base import (
+    Learner,
+    LossFn,
+    check_cell,
+    check_head,
+    check_targets,
+    zeros_grads,
+)
 
 
 def check_sequence(cell: AbstractCell, head: Any, xs: Array, ys: Array) -> None:
@@ -29,12 +37,8 @@ def check_sequence(cell: AbstractCell, head: Any, xs: Array, ys: Array) -> None:
             f"leading axes {lead} (time{', batch' if len(lead) == 2 else ''}), one target per "
             "step."
         )
-    in_features = getattr(head, "in_features", None)
-    if isinstance(in_features, int) and in_features != cell.output_size:
-        raise ShapeError(
-            f"the head reads {in_features} features but the cell gives cell.output_size = "
-            f"{cell.output_size}; build the head with in_features=cell.output_size."
-        )
+    check_head(cell, head)
+    check_targets(head, lead, ys, "ys", "")
 
 
 #: One stream's learner state, in bytes, from which ``sequence_grads`` runs a batch's streams
@@ -175,7 +179,14 @@ def sequence_grads(
     check_cell(cell, learner.name or "learner")
     check_sequence(cell, head, xs, ys)
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    key = jax.random.key(0) if key is None else key
+    if key is None:
+        if learner.stochastic:
+            warnings.warn(
+                f"sequence_grads: {learner.name} draws noise but got no key; using "
+                "jax.random.key(0), so every call draws the same noise. Pass key=.",
+                stacklevel=2,
+            )
+        key = jax.random.key(0)
     batch = xs.shape[1] if xs.ndim == 3 else None
     whole = None
     if learner.sequence is not None:

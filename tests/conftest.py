@@ -1,6 +1,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
@@ -42,7 +43,7 @@ def perturb(module, key, scale=0.3):
 
 
 def make_problem(name, *, batch=None, steps=T, seed=0, hidden=HIDDEN):
-    cls, kwargs = CELL_SPECS[name]
+    cls, kwargs = {**CELL_SPECS, **USER_CELL_SPECS}[name]
     k = jax.random.split(jax.random.key(seed), 5)
     cell = perturb(cls(INPUT, hidden, key=k[0], **kwargs), k[1])
     head = perturb(eqx.nn.Linear(cell.output_size, OUT, key=k[2]), k[3])
@@ -75,3 +76,154 @@ def _release_compiled_programs():
 
     jax.clear_caches()
     gc.collect()
+
+
+# Cells a user might write, subclassing AbstractCell and keeping its default declarations.
+# Exact learners must be exact on them or refuse them; never silently wrong.
+class InputColumnsCell(rtrlx.cells.AbstractCell):
+    """tanh RNN whose input weight is stored (input, hidden) and used as x @ u."""
+
+    w: jax.Array
+    u: jax.Array
+    b: jax.Array
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(self, input_size, hidden_size, *, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.w = jax.random.normal(k1, (hidden_size, hidden_size)) / hidden_size**0.5
+        self.u = jax.random.normal(k2, (input_size, hidden_size))
+        self.b = jax.random.normal(k3, (hidden_size,))
+
+    def init_state(self):
+        return jnp.zeros(self.hidden_size, self.b.dtype)
+
+    def __call__(self, h, x):
+        return jnp.tanh(self.w @ h + x @ self.u + self.b)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
+class DeclaredInputColumnsCell(InputColumnsCell):
+    """The same cell with a correct param_units(): u[i, j] drives unit j."""
+
+    def param_units(self):
+        n = self.hidden_size
+        rows = np.broadcast_to(np.arange(n)[:, None], (n, n)).copy()
+        cols = np.broadcast_to(np.arange(n)[None, :], (self.input_size, n)).copy()
+        return _units_like(self, w=rows, u=cols, b=np.arange(n))
+
+
+def _units_like(cell, **units):
+    params = eqx.filter(cell, eqx.is_inexact_array)
+    for name, value in units.items():
+        params = eqx.tree_at(lambda c, name=name: getattr(c, name), params, value)
+    return params
+
+
+class RecurrentGainCell(rtrlx.cells.AbstractCell):
+    """h' = tanh(W (g * h) + U x + b): the (n,) gain g moves every unit at once."""
+
+    w: jax.Array
+    g: jax.Array
+    ux: jax.Array
+    b: jax.Array
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(self, input_size, hidden_size, *, key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.w = jax.random.normal(k1, (hidden_size, hidden_size)) / hidden_size**0.5
+        self.g = 1.0 + 0.1 * jax.random.normal(k2, (hidden_size,))
+        self.ux = jax.random.normal(k3, (hidden_size, input_size))
+        self.b = jax.random.normal(k4, (hidden_size,))
+
+    def init_state(self):
+        return jnp.zeros(self.hidden_size, self.b.dtype)
+
+    def __call__(self, h, x):
+        return jnp.tanh(self.w @ (self.g * h) + self.ux @ x + self.b)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
+class ScalarGainCell(rtrlx.cells.AbstractCell):
+    """h' = tanh(a W h + U x + b) with a scalar parameter a."""
+
+    a: jax.Array
+    w: jax.Array
+    ux: jax.Array
+    b: jax.Array
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(self, input_size, hidden_size, *, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.a = jnp.asarray(0.9)
+        self.w = jax.random.normal(k1, (hidden_size, hidden_size)) / hidden_size**0.5
+        self.ux = jax.random.normal(k2, (hidden_size, input_size))
+        self.b = jax.random.normal(k3, (hidden_size,))
+
+    def init_state(self):
+        return jnp.zeros(self.hidden_size, self.b.dtype)
+
+    def __call__(self, h, x):
+        return jnp.tanh(self.a * (self.w @ h) + self.ux @ x + self.b)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
+class FalselyDiagonalCell(rtrlx.cells.AbstractCell):
+    """Declares a diagonal recurrence but mixes each unit with its neighbour."""
+
+    diagonal = True
+    lam: jax.Array
+    ux: jax.Array
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(self, input_size, hidden_size, *, key):
+        k1, k2 = jax.random.split(key)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.lam = jax.random.uniform(k1, (hidden_size,), minval=0.5, maxval=0.9)
+        self.ux = jax.random.normal(k2, (hidden_size, input_size))
+
+    def init_state(self):
+        return jnp.zeros(self.hidden_size, self.ux.dtype)
+
+    def __call__(self, h, x):
+        return jnp.tanh(self.lam * h + 0.3 * jnp.roll(h, 1) + self.ux @ x)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
+USER_CELL_SPECS = {
+    "user_input_columns": (InputColumnsCell, {}),
+    "user_declared_columns": (DeclaredInputColumnsCell, {}),
+    "user_recurrent_gain": (RecurrentGainCell, {}),
+    "user_scalar_gain": (ScalarGainCell, {}),
+    "user_false_diagonal": (FalselyDiagonalCell, {}),
+}

@@ -5,27 +5,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELL_SPECS, DENSE, DIAGONAL, T, flat, make_problem, perturb
+from conftest import (
+    CELL_SPECS,
+    DENSE,
+    DIAGONAL,
+    USER_CELL_SPECS,
+    T,
+    flat,
+    make_problem,
+    perturb,
+)
 
 import rtrlx
 from rtrlx.learners.bptt import unrolled_loss
 
-EXACT_PAIRS = (
-    [("rtrl", c) for c in CELL_SPECS]
-    + [("diag_rtrl", c) for c in DIAGONAL]
-    + [("snap1", c) for c in DIAGONAL]
-    + [("snap2", c) for c in CELL_SPECS]  # fully connected or diagonal: SnAp-2 keeps all
-    + [("tbptt_full", c) for c in CELL_SPECS]
-    + [("ok_full", c) for c in DENSE]  # rank >= columns of every [W, b]: nothing dropped
-)
-FACTORIES = {
-    "rtrl": rtrlx.rtrl,
-    "diag_rtrl": rtrlx.diag_rtrl,
-    "snap1": lambda: rtrlx.snap(1),
-    "snap2": lambda: rtrlx.snap(2),
-    "tbptt_full": lambda: rtrlx.tbptt(T),
-    "ok_full": lambda: rtrlx.ok(9),  # [W, b] has at most hidden + input + 1 = 9 columns
-}
+# Every learner, at settings where some of them claim exactness, against every cell (rtrlx's
+# and the ones a user might write). The exactness pairs are derived from the learners' own
+# claims (``exact_for``), not listed by hand: a learner that claims a cell is held to it.
+LEARNER_SPECS = [
+    "rtrl",
+    "diag_rtrl",
+    "snap:1",
+    "snap:2",
+    f"tbptt:{T}",
+    "tbptt:5",
+    "ok:9",  # [W, b] has at most hidden + input + 1 = 9 columns: nothing dropped
+    "ok:2",
+    "kf_rtrl",
+    "uoro",
+    "rflo",
+]
+ALL_CELLS = {**CELL_SPECS, **USER_CELL_SPECS}
+
+
+def _claims(spec, cell_name):
+    cell = make_problem(cell_name)[0]
+    try:
+        return rtrlx.learners.make(spec).exact_for(cell, T)
+    except rtrlx.UnsupportedCellError:
+        return False
+
+
+EXACT_PAIRS = [(s, c) for s in LEARNER_SPECS for c in ALL_CELLS if _claims(s, c)]
+
+
+def test_the_claims_cover_what_the_learners_promise():
+    """A learner that stopped claiming a cell would silently drop out of the suite above."""
+    pairs = set(EXACT_PAIRS)
+    assert {("rtrl", c) for c in ALL_CELLS} <= pairs  # exact on any cell a user can write
+    assert {("diag_rtrl", c) for c in DIAGONAL} <= pairs
+    assert {("snap:1", c) for c in DIAGONAL} <= pairs
+    assert {("snap:2", c) for c in CELL_SPECS} <= pairs
+    assert {(f"tbptt:{T}", c) for c in ALL_CELLS} <= pairs
+    assert {("ok:9", c) for c in DENSE} <= pairs
+    assert not {p for p in pairs if p[0] in ("ok:2", "kf_rtrl", "uoro", "rflo", "tbptt:5")}
 
 
 def bptt_grads(cell, head, xs, ys):
@@ -38,8 +71,8 @@ def test_exact_learner_equals_bptt(learner, cell_name, batch):
     cell, head, xs, ys = make_problem(cell_name, batch=batch)
     assert xs.dtype == jnp.float64
     loss_ref, g_ref = bptt_grads(cell, head, xs, ys)
-    learner = FACTORIES[learner]()
-    assert learner.exact_on(cell) or learner.name.startswith("tbptt")
+    learner = rtrlx.learners.make(learner)
+    assert learner.exact_for(cell, T)
     loss, g = rtrlx.sequence_grads(learner, cell, head, rtrlx.losses.mse, xs, ys)
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
     # Entry-wise, with an absolute floor far below any entry's size.
@@ -144,3 +177,74 @@ def test_diag_rtrl_chunked_lru_path_equals_bptt(chunk, batch):
     np.testing.assert_allclose(flat(g), ref, rtol=1e-7, atol=1e-10 * float(jnp.abs(ref).max()))
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         rtrlx.diag_rtrl(chunk=0)
+
+
+@pytest.mark.parametrize(
+    "cell_name", ["user_input_columns", "user_recurrent_gain", "user_scalar_gain"]
+)
+@pytest.mark.parametrize("spec", ["snap:1", "snap:2", "diag_rtrl"])
+def test_unit_structure_learners_refuse_a_wrong_param_units(spec, cell_name):
+    """The default param_units() does not fit these cells: no silent approximation of it."""
+    cell, head, xs, ys = make_problem(cell_name)
+    match = "dense recurrence" if spec == "diag_rtrl" else "param_units"
+    with pytest.raises(rtrlx.UnsupportedCellError, match=match):
+        rtrlx.sequence_grads(rtrlx.learners.make(spec), cell, head, rtrlx.losses.mse, xs, ys)
+
+
+@pytest.mark.parametrize("spec", ["snap:1", "diag_rtrl", "snap:2"])
+def test_a_false_diagonal_declaration_is_refused(spec):
+    cell, head, xs, ys = make_problem("user_false_diagonal")
+    with pytest.raises(rtrlx.UnsupportedCellError, match="declares diagonal = True"):
+        rtrlx.sequence_grads(rtrlx.learners.make(spec), cell, head, rtrlx.losses.mse, xs, ys)
+
+
+def test_rtrl_takes_the_sparse_path_only_on_a_declaration_that_holds():
+    from rtrlx.learners._structure import unit_owner
+
+    for name in ["user_input_columns", "user_recurrent_gain", "user_scalar_gain"]:
+        assert unit_owner(make_problem(name)[0]) is None
+    for name in ["user_declared_columns", *CELL_SPECS]:
+        assert unit_owner(make_problem(name)[0]) is not None, name
+
+
+def test_a_wrong_kronecker_declaration_is_refused():
+    """An Elman cell whose pre-activations miss the input: KF-RTRL/OK would be biased."""
+
+    class Wrong(rtrlx.cells.AbstractCell):
+        weight: jax.Array
+        bias: jax.Array
+        input_size: int = eqx.field(static=True)
+        hidden_size: int = eqx.field(static=True)
+
+        def __init__(self, key):
+            self.input_size, self.hidden_size = 3, 5
+            self.weight = jax.random.normal(key, (5, 8))
+            self.bias = jnp.zeros(5)
+
+        def init_state(self):
+            return jnp.zeros(5, self.bias.dtype)
+
+        def __call__(self, h, x):
+            return jnp.tanh(self.weight @ jnp.concatenate([h, x]) + self.bias) * self.bias[0]
+
+        def features(self, h):
+            return h
+
+        @property
+        def output_size(self):
+            return 5
+
+        def kron_factors(self):
+            return (rtrlx.cells.KronFactor("weight", "bias"),)
+
+        def kron_inputs(self, h, x):
+            return (jnp.concatenate([h, x]),)
+
+        def from_preactivations(self, h, x, pre):
+            return jnp.tanh(pre[0]) * self.bias[0]
+
+    cell = Wrong(jax.random.key(0))
+    for spec in ["kf_rtrl", "ok:4"]:
+        with pytest.raises(rtrlx.UnsupportedCellError, match="outside the pre-activations"):
+            rtrlx.learners.make(spec).init(cell, key=jax.random.key(0))
+    assert not rtrlx.ok(9).exact_on(cell)

@@ -161,10 +161,14 @@ def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobia
     _, got = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
     np.testing.assert_allclose(got[0].theta, ref[0].theta, rtol=1e-10)
     assert float(jnp.abs(ref[0].theta).max()) > 1e-3
-    # The declaration matters: claimed unit-local, the sparse J_theta drops real terms.
+    # A false claim of unit-locality (the sparse J_theta would drop real terms) is caught by
+    # rtrl's check of the declaration, which then takes the dense path: still exact.
     monkeypatch.setattr(type(cell), "unit_local", True)
-    _, wrong = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
-    assert not np.allclose(wrong[0].theta, ref[0].theta, rtol=1e-3)
+    from rtrlx.learners._structure import unit_owner
+
+    assert unit_owner(cell) is None
+    _, still = rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(still[0].theta, ref[0].theta, rtol=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -176,8 +176,75 @@ def check_cell(cell: Any, learner: str) -> AbstractCell:
     return cell
 
 
-def is_batched(cell: AbstractCell, hidden: State, x: Array, learner: str) -> bool:
-    """Whether this step is batched, after checking ``x`` against the cell and the state."""
+def check_head(cell: AbstractCell, head: Any, learner: str = "") -> None:
+    """Refuse a head that does not read the cell's ``output_size`` features."""
+    in_features = getattr(head, "in_features", None)
+    if isinstance(in_features, int) and in_features != cell.output_size:
+        raise ShapeError(
+            f"{learner + ': ' if learner else ''}the head reads {in_features} features but the "
+            f"cell gives cell.output_size = {cell.output_size}; build the head with "
+            "in_features=cell.output_size."
+        )
+
+
+def check_targets(head: Any, lead: tuple[int, ...], y: Array, what: str, learner: str) -> None:
+    """Refuse targets whose shape does not follow the inputs' leading axes and the head.
+
+    Real targets (regression, soft labels) are ``(*lead, out)`` with ``out`` the head's
+    ``out_features`` (no axis when the head is scalar); integer targets (class labels) are
+    ``lead``: a missing or extra output axis would otherwise broadcast silently in the loss.
+    """
+    y = jnp.asarray(y)
+    prefix = f"{learner}: " if learner else ""
+    if y.shape[: len(lead)] != lead:
+        raise ShapeError(
+            f"{prefix}{what} has shape {y.shape} but must start with the inputs' leading axes "
+            f"{lead}, one target per step and stream."
+        )
+    out = getattr(head, "out_features", None)
+    if jnp.issubdtype(y.dtype, jnp.integer) or jnp.issubdtype(y.dtype, jnp.bool_):
+        want = lead
+    elif out == "scalar":
+        want = lead
+    elif isinstance(out, int):
+        want = (*lead, out)
+    else:
+        return
+    if y.shape != want:
+        kind = "class labels" if want == lead else f"{out} outputs of the head"
+        raise ShapeError(
+            f"{prefix}{what} has shape {y.shape}; expected {want} ({kind} per step and "
+            "stream). A target without its output axis would broadcast silently in the loss."
+        )
+
+
+def _check_finite(a: Array, what: str, learner: str) -> None:
+    """Refuse NaN or inf in concrete inputs (under ``jit`` the run's loss check catches them)."""
+    if isinstance(a, jax.core.Tracer):
+        return
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+        raise ValueError(
+            f"{learner}: {what} holds NaN or inf at {np.argwhere(~np.isfinite(a))[0].tolist()}; "
+            "clean the data (a NaN input makes every later state and gradient NaN)."
+        )
+
+
+def is_batched(
+    cell: AbstractCell,
+    hidden: State,
+    x: Array,
+    learner: str,
+    *,
+    head: Any = None,
+    y: Array | None = None,
+) -> bool:
+    """Whether this step is batched, after checking ``x``, ``head`` and ``y`` against the cell.
+
+    Raises:
+        ShapeError: for an input, head or target that does not fit.
+        ValueError: for a concrete input or target holding NaN or inf.
+    """
     x = jnp.asarray(x)
     if x.ndim not in (1, 2) or x.shape[-1] != cell.input_size:
         raise ShapeError(
@@ -193,6 +260,12 @@ def is_batched(cell: AbstractCell, hidden: State, x: Array, learner: str) -> boo
             + ". Call learner.init(cell, key=key, batch_size=B) with B = x_t.shape[0], or "
             "batch_size=None for unbatched steps."
         )
+    if head is not None:
+        check_head(cell, head, learner)
+    _check_finite(x, "x_t", learner)
+    if y is not None:
+        check_targets(head, x.shape[:-1], y, "y_t", learner)
+        _check_finite(y, "y_t", learner)
     return batched
 
 

@@ -21,6 +21,8 @@ from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells._base import AbstractCell, state_to_units, units_to_state
 from ._base import Learner, batch_init, check_cell, is_batched, readout_batch, zeros_grads
+from ._structure import diagonal, require_unit_owner, unit_owner
+from ._structure import require_diagonal as require_declared_diagonal
 
 
 class TraceState(NamedTuple):
@@ -114,7 +116,7 @@ def _unit_blocks(cell: AbstractCell, params: Any, static: Any, units: Array, x: 
     # Every parameter drives one unit, so pulling back "component a of every unit" gives
     # d h'[a, unit(i)] / d theta[i] for every entry i at once: S reverse products in all.
     rows = jnp.broadcast_to(jnp.eye(s, dtype=units.dtype)[:, :, None], (s, s, n))
-    if cell.diagonal:
+    if diagonal(cell):
         # With a diagonal recurrence the same pullbacks give the unit blocks of J_h too.
         new_units, pull = jax.vjp(f, params, units)
         j_theta, blocks = jax.vmap(pull)(rows)
@@ -135,6 +137,7 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
 
     def checked(cell: AbstractCell) -> tuple[AbstractCell, Any]:
         check_cell(cell, name)
+        require_declared_diagonal(cell, name)
         if require_diagonal and not cell.diagonal:
             raise UnsupportedCellError(
                 f"{name}: {type(cell).__name__} has a dense recurrence (cell.diagonal is "
@@ -142,6 +145,7 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
                 "the element-wise approximation, or rtrlx.rtrl() for the exact gradient. "
                 "diag_rtrl() is exact on LRU, RTU and ELSTM."
             )
+        require_unit_owner(cell, name)
         units = jax.tree.map(np.asarray, cell.param_units())
         return cell, units
 
@@ -150,7 +154,7 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
         cell, _ = checked(cell)
         s = state_to_units(cell.init_state()).shape[0]
         params = eqx.filter(cell, eqx.is_inexact_array)
-        rule = cell.elementwise_rule() if cell.diagonal else None
+        rule = cell.elementwise_rule() if diagonal(cell) else None
 
         def make():
             if rule is not None:
@@ -162,9 +166,9 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
 
     def step(cell, head, loss_fn, state: TraceState, x, y):
         cell, param_units = checked(cell)
-        batched = is_batched(cell, state.hidden, x, name)
+        batched = is_batched(cell, state.hidden, x, name, head=head, y=y)
         params, static = eqx.partition(cell, eqx.is_inexact_array)
-        rule = cell.elementwise_rule() if cell.diagonal else None
+        rule = cell.elementwise_rule() if diagonal(cell) else None
         if rule is not None:  # the cell's own closed form
             advance_rule = jax.vmap(rule.step) if batched else rule.step
             hidden, trace = advance_rule(state.trace, state.hidden, x)
@@ -202,7 +206,7 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
         """Chunks of ``chunk`` steps by the cell's ``rule.chunk``; None without one."""
         del key
         cell, _ = checked(cell)
-        rule = cell.elementwise_rule() if cell.diagonal else None
+        rule = cell.elementwise_rule() if diagonal(cell) else None
         if rule is None or rule.chunk is None:
             return None
         if xs.ndim == 2:  # one stream is a batch of one
@@ -253,7 +257,7 @@ def elementwise_rtrl(name: str, require_diagonal: bool, chunk: int = 64) -> Lear
         return carry[2], carry[3]
 
     def exact_on(cell: AbstractCell) -> bool:
-        return bool(cell.diagonal)
+        return diagonal(cell) and unit_owner(cell) is not None
 
     return Learner(
         init=init,

@@ -38,6 +38,7 @@ from ._base import (
     split_stream_keys,
     stream_keys_init,
 )
+from ._structure import require_kronecker
 
 
 class FactorShape(NamedTuple):
@@ -68,6 +69,7 @@ def kron_factors(cell: Any, name: str) -> tuple[KronFactor, ...]:
             f"trainable arrays are {sorted(trainable)}; every parameter must belong to a "
             "factor. Fix kron_factors() or use rtrlx.uoro()/rtrlx.rtrl()."
         )
+    require_kronecker(cell, name)
     return factors
 
 
@@ -182,7 +184,7 @@ def kronecker_learner(name: str, rank: int, reduce: Reduce) -> Learner:
 
     def step(cell, head, loss_fn, state: KroneckerState, x, y):
         factors = kron_factors(cell, name)
-        batched = is_batched(cell, state.hidden, x, name)
+        batched = is_batched(cell, state.hidden, x, name, head=head, y=y)
         key, keys = split_stream_keys(state.key, batched)
 
         def one(hidden, us, a_mats, key, x):

@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._errors import UnsupportedCellError
 from ._base import Learner
-from ._kronecker import kronecker_learner
+from ._kronecker import kron_factors, kronecker_learner
 
 
 def optimal_factors(sigma: Float[Array, " k"], signs: Float[Array, " k"]) -> Array:
@@ -174,7 +175,10 @@ def ok(rank: int = 1) -> Learner:
     learner = kronecker_learner(f"ok:{rank}", rank, ok_reduce)
 
     def exact_on(cell) -> bool:
-        factors = cell.kron_factors()
+        try:
+            factors = kron_factors(cell, learner.name)
+        except UnsupportedCellError:
+            return False
         cols = [getattr(cell, f.weight).shape[1] + (f.bias is not None) for f in factors]
         return bool(factors) and max(cols) <= rank
 

@@ -10,7 +10,15 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._errors import UnsupportedCellError
 from .._types import State
 from ..cells.elman import Elman
-from ._base import Learner, batch_init, check_cell, is_batched, map_batch, readout_batch
+from ._base import (
+    Learner,
+    batch_init,
+    check_cell,
+    is_batched,
+    map_batch,
+    readout_batch,
+    stream_keys_init,
+)
 
 
 class RFLOState(NamedTuple):
@@ -101,11 +109,14 @@ def rflo(feedback: Literal["random", "exact"] = "random") -> Learner:
             return cell.init_state(), jnp.zeros((cell.hidden_size, cols), cell.weight.dtype)
 
         hidden, trace = batch_init(cell, batch_size, make)
+        if key is None and feedback == "random":
+            # One key for every stream: the feedback matrix is shared, never split.
+            key = stream_keys_init(None, None, "rflo")
         return RFLOState(hidden, trace, jax.random.key(0) if key is None else key)
 
     def step(cell, head, loss_fn, state: RFLOState, x, y):
         cell = _check(cell)
-        batched = is_batched(cell, state.hidden, x, "rflo")
+        batched = is_batched(cell, state.hidden, x, "rflo", head=head, y=y)
         alpha = cell.alpha
 
         def one(hidden, trace, x):

@@ -14,13 +14,13 @@ from ._base import (
     batch_init,
     batch_mean,
     check_cell,
-    flat_param_units,
     flatten_cell,
     is_batched,
     map_batch,
     readout,
     unit_transition,
 )
+from ._structure import unit_owner
 
 
 class RTRLState(NamedTuple):
@@ -36,11 +36,12 @@ def _immediate_layout(cell: AbstractCell, size: int) -> tuple[np.ndarray, np.nda
     Returns:
         ``(owner, index)``: the unit of every flat parameter, and for every (component,
         parameter) pair the flat position of ``d h[component, owner] / d theta`` in the
-        influence matrix; None when the cell is not unit-local (``J_theta`` is then dense).
+        influence matrix; None when the cell is not unit-local, or its ``param_units()``
+        declaration does not hold at a random point (``J_theta`` is then dense).
     """
-    if not cell.unit_local:
+    owner = unit_owner(cell)
+    if owner is None:
         return None
-    owner = flat_param_units(cell)
     s = num_components(cell)
     rows = np.arange(s)[:, None] * cell.hidden_size + owner[None, :]
     return owner, (rows * size + np.arange(size)[None, :]).reshape(-1)
@@ -56,7 +57,10 @@ def rtrl() -> Learner:
     system and ``DeepRecurrent``) each parameter moves only its own unit within a step, so
     ``J_θ`` has one non-zero per state component and parameter: it comes from ``S``
     reverse-mode products and is scattered into ``M``; otherwise it is dense, from one
-    reverse product per state entry. The product ``J_h M`` is a single dense matmul, the
+    reverse product per state entry. The cell's declaration (``unit_local`` and
+    ``param_units()``) is checked once against its own derivatives at a random point; a cell
+    that declares nothing usable, or declares it wrongly, gets the dense path, which is exact
+    on every cell. The product ``J_h M`` is a single dense matmul, the
     O(n^4) heart of RTRL, with the row ``δ_t J_h`` stacked on it so that the gradient's part
     through the past comes out of the same pass over ``M``. Memory is O(n · parameters) per
     stream, constant in the sequence length.
@@ -95,7 +99,7 @@ def rtrl() -> Learner:
 
     def step(cell, head, loss_fn, state: RTRLState, x, y):
         check_cell(cell, "rtrl")
-        batched = is_batched(cell, state.hidden, x, "rtrl")
+        batched = is_batched(cell, state.hidden, x, "rtrl", head=head, y=y)
         flat = flatten_cell(cell)
         scatter = _immediate_layout(cell, flat.theta.size)
 

@@ -15,7 +15,6 @@ from ._base import (
     batch_init,
     batch_mean,
     check_cell,
-    flat_param_units,
     flatten_cell,
     is_batched,
     map_batch,
@@ -23,6 +22,7 @@ from ._base import (
     unit_transition,
 )
 from ._elementwise import elementwise_rtrl
+from ._structure import diagonal, require_connectivity, require_diagonal, require_unit_owner
 
 
 class SnApState(NamedTuple):
@@ -42,8 +42,9 @@ class _Layout(NamedTuple):
 
 
 def _layout(cell: AbstractCell, order: int, name: str) -> _Layout:
+    require_diagonal(cell, name)
     n = cell.hidden_size
-    units = flat_param_units(cell)
+    units = require_unit_owner(cell, name)
     counts = np.bincount(units, minlength=n)
     if counts.size != n or not np.all(counts == counts[0]):
         raise UnsupportedCellError(
@@ -56,7 +57,7 @@ def _layout(cell: AbstractCell, order: int, name: str) -> _Layout:
         neighbours = np.arange(n)[:, None]
         valid = np.ones((n, 1), dtype=bool)
     else:
-        conn = np.asarray(cell.connectivity(), dtype=bool)
+        conn = require_connectivity(cell, name)
         reach = [[u] + [k for k in np.flatnonzero(conn[:, u]) if k != u] for u in range(n)]
         d = max(len(r) for r in reach)
         neighbours = np.array([r + [r[0]] * (d - len(r)) for r in reach])
@@ -85,10 +86,11 @@ def sparse_rtrl(order: int, name: str) -> Learner:
 
     def step(cell, head, loss_fn, state: SnApState, x, y):
         lay = layout(cell)
-        batched = is_batched(cell, state.hidden, x, name)
+        batched = is_batched(cell, state.hidden, x, name, head=head, y=y)
         flat = flatten_cell(cell)
         nbr, valid = lay.neighbours, lay.valid
         n, d = nbr.shape
+        diag = diagonal(cell)
 
         def one(hidden, trace, x, y):
             f = unit_transition(flat, hidden)
@@ -97,7 +99,7 @@ def sparse_rtrl(order: int, name: str) -> Learner:
             # Row a of `rows` sums the new state's component a over all units: since every
             # parameter drives one unit, its pullback is the immediate Jacobian J_theta[a].
             rows = jnp.broadcast_to(jnp.eye(s, dtype=units.dtype)[:, :, None], (s, s, n))
-            if cell.diagonal:
+            if diag:
                 new_units, pull = jax.vjp(lambda th, u: f(th, u, x), flat.theta, units)
                 j_theta, j_units = jax.vmap(pull)(rows)
                 blocks = j_units.transpose(2, 0, 1)  # [u, a, b] = d h'[a, u] / d h[b, u]
@@ -127,7 +129,11 @@ def sparse_rtrl(order: int, name: str) -> Learner:
         return SnApState(hidden, trace), loss, (flat.unravel(g_cell), g_head)
 
     def exact_on(cell: AbstractCell) -> bool:
-        if cell.diagonal:
+        try:
+            _layout(cell, order, name)
+        except UnsupportedCellError:
+            return False
+        if diagonal(cell):
             return True
         return order >= 2 and bool(np.all(cell.connectivity()))
 

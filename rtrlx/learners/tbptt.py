@@ -88,7 +88,7 @@ def tbptt(k: int) -> Learner:
     def step(cell, head, loss_fn, state: TBPTTState, x, y):
         name = f"tbptt({k})"
         check_cell(cell, name)
-        batched = is_batched(cell, state.hidden, x, name)
+        batched = is_batched(cell, state.hidden, x, name, head=head, y=y)
         flat = flatten_cell(cell)
         count = state.count
 

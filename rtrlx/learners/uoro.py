@@ -72,7 +72,7 @@ def uoro() -> Learner:
 
     def step(cell, head, loss_fn, state: UOROState, x, y):
         check_cell(cell, "uoro")
-        batched = is_batched(cell, state.hidden, x, "uoro")
+        batched = is_batched(cell, state.hidden, x, "uoro", head=head, y=y)
         key, keys = split_stream_keys(state.key, batched)
         flat = flatten_cell(cell)
 
