@@ -7,7 +7,6 @@ approximations and truncated BPTT; :func:`sequence_grads` runs any of them over 
 from . import cells as cells
 from . import losses as losses
 from . import models as models
-from . import rl as rl
 from ._errors import NotOnlineError as NotOnlineError
 from ._errors import RtrlxError as RtrlxError
 from ._errors import ShapeError as ShapeError
@@ -27,3 +26,13 @@ from .learners import uoro as uoro
 from .sequence import sequence_grads as sequence_grads
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # rtrlx.rl needs the [rl] extra: imported on first use, so that `import rtrlx` works on
+    # the lean install and `rtrlx.rl` without the extra says which extra to install.
+    if name == "rl":
+        import importlib
+
+        return importlib.import_module(".rl", __name__)
+    raise AttributeError(f"module 'rtrlx' has no attribute {name!r}")

@@ -1,4 +1,13 @@
-"""Partially observable environments in JAX, gymnax-style: ``rtrlx.rl.make(name)``."""
+"""Partially observable environments in JAX, gymnax-style: ``rtrlx.rl.make(name)``.
+
+Needs rtrlx's ``[rl]`` extra (``pip install 'rtrlx[rl]'``), which brings gymnax.
+"""
+
+# ruff: noqa: E402  (the extra is checked before the modules that need it are imported)
+from .._extras import check_installed
+
+check_installed("gymnax", "rtrlx.rl")
+
 
 from ._base import Environment as Environment
 from ._registry import ENVIRONMENTS as ENVIRONMENTS

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._extras import require
 from ._base import Bound, Relation, Task, check_params, scored_mean
 
 # ListOps vocabulary: the digits 0-9, then these, then the padding token.
@@ -337,12 +338,7 @@ def load_digits() -> tuple[np.ndarray, ...]:
     Returns:
         ``(train_x (1497, 64) float in [0, 1], train_y, test_x (300, 64), test_y)``.
     """
-    try:
-        from sklearn.datasets import load_digits as sk_digits
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        raise ImportError(
-            "the pixel task's fallback data comes from scikit-learn; pip install scikit-learn"
-        ) from None
+    sk_digits = require("sklearn.datasets", "the pixel task's digits").load_digits
     pixels, labels = sk_digits(return_X_y=True)
     x, y = np.asarray(pixels) / 16.0, np.asarray(labels).astype(np.int32)
     order = np.random.default_rng(0).permutation(len(x))

