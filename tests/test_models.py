@@ -103,13 +103,16 @@ def test_online_deep_ablations(cell):
         for a in rtrlx.learners.online_deep_approximations
     }
     _, tbptt1 = rtrlx.sequence_grads(rtrlx.tbptt(1), model, head, rtrlx.losses.mse, xs, ys)
-    close = dict(rtol=1e-9, atol=1e-13)
+
+    def close(got, want):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)
+
     # truncated: the gradient through the current step only, i.e. one-step truncated BPTT.
-    np.testing.assert_allclose(flat(grads["truncated"]), flat(tbptt1), **close)
+    close(flat(grads["truncated"]), flat(tbptt1))
     full, snap1, trunc, spatial = (grads[a][0] for a in ("full", "snap1", "truncated", "spatial"))
     # snap1: the cells' traces of "full", the encoder's spatial gradient of "truncated".
-    np.testing.assert_allclose(flat(snap1.cells), flat(full.cells), **close)
-    np.testing.assert_allclose(flat(snap1.encoder), flat(trunc.encoder), **close)
+    close(flat(snap1.cells), flat(full.cells))
+    close(flat(snap1.encoder), flat(trunc.encoder))
     assert not np.allclose(flat(full.encoder), flat(trunc.encoder))
     assert not np.allclose(flat(full.cells), flat(trunc.cells))
     # spatial: the eigenvalues' term of the recurrence carries no gradient.
@@ -118,9 +121,9 @@ def test_online_deep_ablations(cell):
         np.testing.assert_array_equal(s.theta_log, 0.0)
         if cell == "lru":  # its input gain is its own parameter, so all of it is dropped
             np.testing.assert_array_equal(s.nu_log, 0.0)
-            np.testing.assert_allclose(s.b_re, t.b_re, **close)
-            np.testing.assert_allclose(s.gamma_log, t.gamma_log, **close)
-    np.testing.assert_allclose(flat(spatial.glus), flat(trunc.glus), **close)
+            close(s.b_re, t.b_re)
+            close(s.gamma_log, t.gamma_log)
+    close(flat(spatial.glus), flat(trunc.glus))
 
 
 def test_online_deep_names_and_bad_arguments():
