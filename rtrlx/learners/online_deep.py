@@ -1,4 +1,9 @@
-"""Online learning for deep stacks of diagonal recurrent blocks (the online LRU's rule)."""
+"""Online learning for deep stacks of diagonal recurrent blocks (the online LRU's rule).
+
+Every path here (the streaming step, the spatial loss, the per-step Jacobians and the
+whole-chunk forward) runs the stack through :meth:`rtrlx.models.DeepRecurrent.forward`,
+supplying only each block's cell step, so the stack's forward pass is the model's own.
+"""
 
 from typing import Any, NamedTuple
 

@@ -1,4 +1,21 @@
-"""A deep stack of diagonal recurrent blocks, as in the LRU papers, usable as one cell."""
+"""A deep stack of diagonal recurrent blocks, as in the LRU papers, usable as one cell.
+
+The stack's forward pass is written once, in :meth:`DeepRecurrent.forward`, from three
+public pieces: :meth:`~DeepRecurrent.encode`, :meth:`~DeepRecurrent.block_input` (the
+normalisation) and :meth:`~DeepRecurrent.block_output` (GLU and residual). ``__call__`` is
+``forward`` with the cells' own steps; a learner (``online_deep``) is ``forward`` with its
+own step of each cell, one step of one stream, a batch, or a whole chunk at once.
+
+Where trace rules live. A rule that follows from one cell's own equations (the LRU's
+complex element-wise trace and its chunked GEMM form, the RTU's trace) lives on the cell,
+as ``elementwise_rule()``: it is a fact about the cell, like ``param_units()``, it equals
+the generic element-wise update (so it is an optimisation, never a different gradient),
+and every element-wise learner (``diag_rtrl``, ``snap(1)``, ``online_deep``) can use it.
+What is kept and what is dropped across cells (each block's traces, the encoder's dense
+trace, the influence of a block on the blocks above it through time, the spatial error)
+is the approximation, so it lives in the learner. The model holds no traces and no rules,
+and never knows which learner runs: it exposes only its forward pieces.
+"""
 
 from collections.abc import Callable
 from functools import partial
@@ -29,6 +46,10 @@ class DeepRecurrent(AbstractCell):
     :class:`RTU` of ``hidden_size = d_model`` units) on it, reads the cell's features through
     a gated linear unit (the LRU's ``C, D``, not recurrent) and adds ``u`` back. The decoder
     is the learner's head, which reads :meth:`features`: the top block's output.
+
+    The forward pass is :meth:`forward`, built from :meth:`encode`, :meth:`block_input`
+    and :meth:`block_output`; a learner that steps the cells its own way (with their
+    traces, or over a whole chunk) passes its step to :meth:`forward`.
 
     The stack is itself a cell, so every learner that accepts any cell runs on it
     (``bptt``, ``tbptt``, ``rtrl``, ``uoro``). Its state is the tuple of the blocks' states
