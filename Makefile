@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test test-slow lint install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rtrlx needs Python >= 3.11; run make PYTHON=python3.11 ...")'
@@ -31,9 +31,13 @@ lint: $(STAMP)
 	$(BIN)/pyright
 
 # Two workers, whole files each (module fixtures stay per file): about 6.5 minutes on 2 cores
-# against 8.5-9 in one process. Plain `pytest` still runs everything in one process.
+# against 8.5-9 in one process. Tests marked `slow` are left out (pyproject's addopts); they
+# run with `make test-slow`, which CI (.ci/run) runs after `make test`.
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -150,8 +150,12 @@ def sequence_grads(
         key: PRNG key for stochastic learners (default ``jax.random.key(0)``).
         by_stream: run a batch's streams one after another, each a scan over the whole
             sequence, instead of all streams together at every step. The numbers are the
-            same (up to float rounding); only the speed and the memory change: one stream's
-            traces are live at a time. It needs a learner with ``independent_streams``.
+            same (up to float rounding) for exact learners and for stochastic ones whose
+            draws do not depend on the layout (UORO, KF-RTRL, OK at full rank: each stream
+            has its own key); ``ok(r)`` below full rank decides between eigenvectors, and
+            rounding that differs between layouts can flip a decision: a different, equally
+            unbiased draw (9-12% of the gradient norm apart on RHN n = 128). Only the speed
+            and the memory change otherwise: one stream's traces are live at a time. It needs a learner with ``independent_streams``.
             ``None`` (the default) chooses it on CPU when one stream's learner state is at
             least :data:`BY_STREAM_BYTES` (256 KiB), where it was measured faster (exact
             RTRL, OK, SnAp-2 on mid-sized cells); batched steps win below that.
