@@ -28,9 +28,29 @@ ONLINE = [
     ("ok:2", "elman"),
     ("rflo", "elman"),
 ]
+# Every registered learner not listed above runs on the first cells it accepts, so a learner
+# added to the registry is in this suite with no edit here.
+_LISTED = {spec.partition(":")[0] for spec, _ in ONLINE}
+_CELLS = ["gru", "elman", "lru", "rhn"]
+
+
+def _accepts(spec, cell_name):
+    try:
+        rtrlx.learners.make(spec).init(make_problem(cell_name)[0], key=jax.random.key(0))
+    except rtrlx.UnsupportedCellError:
+        return False
+    return True
+
+
+ONLINE += [
+    (name, c)
+    for name in rtrlx.learners.LEARNERS
+    if name not in _LISTED and rtrlx.learners.make(name).online
+    for c in [c for c in _CELLS if _accepts(name, c)][:2]
+]
 # Learners that draw random numbers: each stream of a batch gets its own, so a batch is not
 # the same as running the streams one by one with the same key.
-STOCHASTIC = {"uoro", "kf_rtrl", "ok:2"}
+STOCHASTIC = {spec for spec, _ in ONLINE if rtrlx.learners.make(spec).stochastic}
 
 
 def run_stream(learner, cell, head, xs, ys, step=None):

@@ -5,6 +5,7 @@ from ._elementwise import TraceState as TraceState
 from ._kronecker import KroneckerState as KroneckerState
 from ._registry import LEARNERS as LEARNERS
 from ._registry import make as make
+from ._registry import register as register
 from .bptt import bptt as bptt
 from .diag_rtrl import diag_rtrl as diag_rtrl
 from .kf_rtrl import kf_rtrl as kf_rtrl

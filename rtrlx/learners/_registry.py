@@ -29,6 +29,33 @@ LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
 }
 
 
+def register(name: str, factory: Callable[..., Learner], takes: str | None = None) -> None:
+    """Make a learner available by name to ``make`` and so to every command.
+
+    Args:
+        name: its command-line name (letters, digits and ``_``; no ``:``).
+        factory: builds the learner; called with no argument, or with one integer when
+            ``takes`` is given.
+        takes: what the integer argument is, e.g. ``"k, the window length"``; None when the
+            factory takes none.
+
+    Raises:
+        ValueError: for a malformed name, or one already registered.
+
+    Examples:
+        >>> import rtrlx
+        >>> register("rtrl_again", rtrlx.rtrl)
+        >>> make("rtrl_again").name
+        'rtrl'
+        >>> del LEARNERS["rtrl_again"]
+    """
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"learner name {name!r}: use letters, digits and '_' only.")
+    if name in LEARNERS:
+        raise ValueError(f"learner {name!r} is already registered; pick another name.")
+    LEARNERS[name] = (factory, takes)
+
+
 def valid_names() -> str:
     """The accepted spellings, for error messages."""
 
