@@ -324,8 +324,18 @@ def load_checkpoint(out: str, like: Any) -> tuple[int, Any]:
 
 def _saved_step(out: str) -> int:
     """The step of the checkpoint in ``out``, read without knowing the carry's structure."""
-    with open(os.path.join(out, CHECKPOINT), "rb") as fh:
-        return int(np.load(fh))
+    path = os.path.join(out, CHECKPOINT)
+    try:
+        with open(path, "rb") as fh:
+            step = np.load(fh)
+        if step.shape != () or not np.issubdtype(step.dtype, np.integer):
+            raise ValueError("its first entry is not the step")
+    except (OSError, ValueError) as exc:
+        raise RunError(
+            f"cannot read the step of the checkpoint {path} ({exc}); it was written by another "
+            f"rtrlx version or is damaged: start afresh with --overwrite or another --out."
+        ) from None
+    return int(step)
 
 
 def _save(s: _Session, carry: Any) -> None:

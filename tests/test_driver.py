@@ -229,3 +229,13 @@ def test_a_resumed_run_uses_the_new_learning_rate(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-8)  # sgd at 1e-12 barely moves them
     with pytest.raises(ValueError, match="allowed: lr"):
         train(_tiny(), out=str(tmp_path), resume=True, allow_changes=("hidden",))
+
+
+def test_a_checkpoint_of_another_format_is_refused_with_the_fix(tmp_path):
+    drive(CONFIG, toy_job, steps=10, out=str(tmp_path))
+    with open(tmp_path / "checkpoint.eqx", "wb") as fh:  # e.g. an older rtrlx's layout
+        np.save(fh, np.zeros(3))
+    with pytest.raises(RunError, match="another rtrlx version or is damaged"):
+        drive(CONFIG, toy_job, steps=20, out=str(tmp_path), resume=True)
+    with pytest.raises(RunError, match="cannot read the checkpoint"):
+        load_checkpoint(str(tmp_path), {"x": jnp.zeros(5), "y": jnp.zeros(())})
