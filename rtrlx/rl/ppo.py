@@ -21,7 +21,7 @@ The learner's typed fields choose the variant, once, in :func:`ppo`:
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -96,7 +96,7 @@ class Transition(NamedTuple):
     done: jax.Array
 
 
-class Core(NamedTuple):
+class Variant(NamedTuple):
     """What one PPO variant decides; the rollout, GAE and the update are shared.
 
     Attributes:
@@ -269,8 +269,8 @@ def realtime_ppo(
         _, loss, grads = learner.step(cell, head, per_sample, batch.memory, batch.obs, y)
         return loss, grads
 
-    core = Core(fresh, advance, samples, gradient)
-    return _agent(env, env_params, cell_factory, config, head_width, core)
+    variant = Variant(fresh, advance, samples, gradient)
+    return _agent(env, env_params, cell_factory, config, head_width, variant)
 
 
 def truncated_ppo(
@@ -336,8 +336,8 @@ def truncated_ppo(
         # The sequence path sums over the k steps: PPO averages over steps and sequences.
         return jnp.mean(losses) / k, jax.tree.map(lambda g: jnp.mean(g, axis=0) / k, grads)
 
-    core = Core(fresh, advance, samples, gradient)
-    return _agent(env, env_params, cell_factory, config, head_width, core)
+    variant = Variant(fresh, advance, samples, gradient)
+    return _agent(env, env_params, cell_factory, config, head_width, variant)
 
 
 class Resumed(AbstractCell):
@@ -355,6 +355,9 @@ class Resumed(AbstractCell):
 
     cell: AbstractCell
     start: State
+
+    # Declares no structure a learner could exploit: the wrapped core's is not checked here.
+    unit_local: ClassVar[bool] = False
 
     def __init__(self, cell: AbstractCell, start: State):
         self.cell, self.start = cell, start
@@ -394,9 +397,9 @@ def _agent(
     cell_factory: Any,
     config: PPOConfig,
     head_width: int,
-    core: Core,
+    variant: Variant,
 ) -> Agent:
-    """The PPO agent around one variant's :class:`Core`: rollout, GAE, clipped update."""
+    """The PPO agent around one :class:`Variant`: the shared rollout, GAE and update."""
     gamma = env_gamma(env_params, config.gamma)
     optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5)
@@ -415,7 +418,7 @@ def _agent(
         return PPOState(
             params=params,
             opt_state=optimizer.init(params),
-            memory=core.fresh(cell, k_net),
+            memory=variant.fresh(cell, k_net),
             obs=obs,
             env_state=env_state,
             new_episode=jnp.zeros(config.envs, bool),
@@ -425,10 +428,10 @@ def _agent(
 
     def gradient(params, batch, advantage, target):
         cell, head = eqx.combine(params, static)
-        return core.gradient(cell, head, batch, loss_targets(batch, advantage, target))
+        return variant.gradient(cell, head, batch, loss_targets(batch, advantage, target))
 
-    rollout = make_rollout(env, env_params, config, static, core)
-    update = make_update(config, optimizer, gamma, core.samples, gradient)
+    rollout = make_rollout(env, env_params, config, static, variant)
+    update = make_update(config, optimizer, gamma, variant.samples, gradient)
 
     def iteration(s: PPOState, _):
         key, k_roll, k_update = jax.random.split(jax.random.wrap_key_data(s.key), 3)
@@ -448,7 +451,7 @@ def _agent(
 
 
 def make_rollout(
-    env: Environment, env_params: Any, config: PPOConfig, static: Any, core: Core
+    env: Environment, env_params: Any, config: PPOConfig, static: Any, variant: Variant
 ) -> Callable:
     """The shared rollout: ``config.rollout`` steps of every env, each with its memory.
 
@@ -465,9 +468,9 @@ def make_rollout(
         def one(carry, key):
             memory, obs, env_state, new_episode, episode_return = carry
             k_reset, k_act, k_env = jax.random.split(key, 3)
-            memory = reset_where(new_episode, memory, core.fresh(cell, k_reset))
+            memory = reset_where(new_episode, memory, variant.fresh(cell, k_reset))
             before = memory
-            memory, out = core.advance(cell, head, memory, obs)
+            memory, out = variant.advance(cell, head, memory, obs)
             values, log_probs = jax.vmap(split_output)(out)
             action = jax.random.categorical(k_act, log_probs).astype(jnp.int32)
             log_prob = jnp.take_along_axis(log_probs, action[:, None], 1)[:, 0]
@@ -488,8 +491,8 @@ def make_rollout(
         carry = (s.memory, s.obs, s.env_state, s.new_episode, s.episode_return)
         carry, (steps, records) = lax.scan(one, carry, jax.random.split(key, config.rollout))
         memory, obs, env_state, new_episode, episode_return = carry
-        restarted = reset_where(new_episode, memory, core.fresh(cell, key))
-        _, out = core.advance(cell, head, restarted, obs)
+        restarted = reset_where(new_episode, memory, variant.fresh(cell, key))
+        _, out = variant.advance(cell, head, restarted, obs)
         last_value = jnp.where(new_episode, 0.0, out[:, 0])
         s = s._replace(
             memory=memory,
@@ -516,7 +519,7 @@ def make_update(
         config: the epochs and minibatches.
         optimizer: the optax optimiser.
         gamma: the discount.
-        samples: the variant's ``samples`` (see :class:`Core`).
+        samples: the variant's ``samples`` (see :class:`Variant`).
         gradient: ``gradient(params, batch, advantage, target) -> (loss, grads)``.
 
     Returns:
