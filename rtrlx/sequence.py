@@ -155,7 +155,8 @@ def sequence_grads(
             has its own key); ``ok(r)`` below full rank decides between eigenvectors, and
             rounding that differs between layouts can flip a decision: a different, equally
             unbiased draw (9-12% of the gradient norm apart on RHN n = 128). Only the speed
-            and the memory change otherwise: one stream's traces are live at a time. It needs a learner with ``independent_streams``.
+            and the memory change otherwise: one stream's traces are live at a time. It
+            needs a learner with ``independent_streams``.
             ``None`` (the default) chooses it on CPU when one stream's learner state is at
             least :data:`BY_STREAM_BYTES` (256 KiB), where it was measured faster (exact
             RTRL, OK, SnAp-2 on mid-sized cells); batched steps win below that.

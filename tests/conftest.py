@@ -12,19 +12,13 @@ import rtrlx  # noqa: E402
 
 INPUT, HIDDEN, OUT, T, BATCH = 3, 5, 2, 20, 3
 
-# Every cell, by name, with the keywords that select a variant.
-CELL_SPECS = {
-    "elman": (rtrlx.cells.Elman, {}),
-    "gru": (rtrlx.cells.GRU, {}),
-    "lstm": (rtrlx.cells.LSTM, {}),
-    "rhn": (rtrlx.cells.RHN, {}),
-    "lru": (rtrlx.cells.LRU, {}),
-    "rtu": (rtrlx.cells.RTU, {}),
+# Every registered cell (rtrlx.cells.CELLS: a new cell is tested with no edit here), and the
+# variants selected by keywords.
+CELL_SPECS = {name: (cls, {}) for name, cls in rtrlx.cells.CELLS.items()} | {
     "rtu_nonlinear": (rtrlx.cells.RTU, {"nonlinear": True, "activation": jnp.tanh}),
-    "elstm": (rtrlx.cells.ELSTM, {}),
 }
-DIAGONAL = ["lru", "rtu", "rtu_nonlinear", "elstm"]
-DENSE = ["elman", "gru", "lstm", "rhn"]
+DIAGONAL = [name for name, (cls, _) in CELL_SPECS.items() if cls.diagonal]
+DENSE = [name for name, (cls, _) in CELL_SPECS.items() if not cls.diagonal]
 
 
 def perturb(module, key, scale=0.3):

@@ -10,6 +10,8 @@ from conftest import CELL_SPECS, DIAGONAL, INPUT, flat, make_problem, perturb
 import rtrlx
 from rtrlx.cells import num_components, state_to_units, units_to_state
 from rtrlx.learners._base import flat_param_units, flatten_cell, unit_transition
+from rtrlx.learners._structure import diagonal as structure_diagonal
+from rtrlx.learners._structure import unit_owner
 
 
 @pytest.mark.parametrize("name", CELL_SPECS)
@@ -56,7 +58,9 @@ def test_declared_structure_matches_the_jacobians(name):
         assert not np.any(unit_reads & ~np.eye(n, dtype=bool))
     else:
         assert np.any(unit_reads & ~np.eye(n, dtype=bool))
-    assert cell.diagonal == (name in DIAGONAL)
+    # The learners' own check of the declarations (at a random point) agrees.
+    assert unit_owner(cell) is not None
+    assert structure_diagonal(cell) == cell.diagonal
 
 
 def test_sparse_elman_mask_is_fixed_and_respected():

@@ -53,7 +53,7 @@ def test_integer_labels_need_no_output_axis():
     state = learner.init(cell, batch_size=2)
     labels = jnp.array([1, 3])
     learner.step(cell, head, rtrlx.losses.cross_entropy, state, xs[0], labels)
-    with pytest.raises(rtrlx.ShapeError, match="class labels"):
+    with pytest.raises(rtrlx.ShapeError, match="integer targets are class labels"):
         learner.step(cell, head, rtrlx.losses.cross_entropy, state, xs[0], labels[:, None])
 
 

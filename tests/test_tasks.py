@@ -220,3 +220,24 @@ def test_nothing_scored_reports_none_not_zero(name):
     report = task.report(p, task.init_level(p), jnp.zeros(3))
     scored = {k: v for k, v in report.items() if k not in ("T_", "baseline_mse")}
     assert scored and all(v is None for v in scored.values()), report
+
+
+@pytest.mark.parametrize("name", list(rtrlx.tasks.TASKS))
+def test_every_registered_task_follows_the_task_contract(name):
+    """Every task in the registry (a new one too, with no edit here): pure jitted steps of
+    the declared sizes, a finite loss and a report of named numbers (or None)."""
+    task, params = rtrlx.tasks.make(name)
+    level = task.init_level(params)
+    state = task.init(params, jax.random.key(0))
+    step = jax.jit(lambda s, k: task.step(params, level, s, k))
+    out = jnp.zeros(task.output_size)
+    totals = None
+    for k in jax.random.split(jax.random.key(1), 3):
+        state, x, y = step(state, k)
+        assert x.shape == (task.input_size,)
+        assert bool(jnp.all(jnp.isfinite(x)))
+        assert bool(jnp.isfinite(task.loss(out, y)))
+        stats = task.stats(out, y)
+        totals = stats if totals is None else totals + stats
+    report = task.report(params, level, totals)
+    assert report and all(v is None or np.isfinite(v) for v in report.values())

@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
@@ -190,9 +191,10 @@ def check_head(cell: AbstractCell, head: Any, learner: str = "") -> None:
 def check_targets(head: Any, lead: tuple[int, ...], y: Array, what: str, learner: str) -> None:
     """Refuse targets whose shape does not follow the inputs' leading axes and the head.
 
-    Real targets (regression, soft labels) are ``(*lead, out)`` with ``out`` the head's
-    ``out_features`` (no axis when the head is scalar); integer targets (class labels) are
-    ``lead``: a missing or extra output axis would otherwise broadcast silently in the loss.
+    Integer targets (class labels) are ``lead``. Real targets (regression, soft labels, or a
+    task's own columns, such as a scored flag beside the value) carry an output axis after
+    ``lead`` unless the head is scalar: without it, the target would broadcast silently
+    against the head's ``(out,)`` prediction in the loss.
     """
     y = jnp.asarray(y)
     prefix = f"{learner}: " if learner else ""
@@ -203,29 +205,28 @@ def check_targets(head: Any, lead: tuple[int, ...], y: Array, what: str, learner
         )
     out = getattr(head, "out_features", None)
     if jnp.issubdtype(y.dtype, jnp.integer) or jnp.issubdtype(y.dtype, jnp.bool_):
-        want = lead
-    elif out == "scalar":
-        want = lead
-    elif isinstance(out, int):
-        want = (*lead, out)
-    else:
-        return
-    if y.shape != want:
-        kind = "class labels" if want == lead else f"{out} outputs of the head"
+        if y.shape != lead:
+            raise ShapeError(
+                f"{prefix}{what} has shape {y.shape}; integer targets are class labels, "
+                f"{lead}, one per step and stream."
+            )
+    elif isinstance(out, int) and y.ndim == len(lead):
         raise ShapeError(
-            f"{prefix}{what} has shape {y.shape}; expected {want} ({kind} per step and "
-            "stream). A target without its output axis would broadcast silently in the loss."
+            f"{prefix}{what} has shape {y.shape}; expected {(*lead, out)}: real targets carry "
+            f"the output axis of the head's {out} outputs. A target without it would "
+            "broadcast silently in the loss."
         )
 
 
 def _check_finite(a: Array, what: str, learner: str) -> None:
     """Refuse NaN or inf in concrete inputs (under ``jit`` the run's loss check catches them)."""
-    if isinstance(a, jax.core.Tracer):
+    if isinstance(a, Tracer):
         return
-    a = np.asarray(a)
-    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+    values = np.asarray(a)
+    if np.issubdtype(values.dtype, np.inexact) and not np.all(np.isfinite(values)):
+        where = np.argwhere(~np.isfinite(values))[0].tolist()
         raise ValueError(
-            f"{learner}: {what} holds NaN or inf at {np.argwhere(~np.isfinite(a))[0].tolist()}; "
+            f"{learner}: {what} holds NaN or inf at {where}; "
             "clean the data (a NaN input makes every later state and gradient NaN)."
         )
 

@@ -36,7 +36,7 @@ class Bound(NamedTuple):
             return f"{kind} <= {high}"
         return f"{kind} in {'(' if self.low_open else '['}{low}, {high}]"
 
-    def contains(self, value: float) -> bool:
+    def contains(self, value: float | int) -> bool:
         """Whether ``value`` lies in the interval."""
         above = value > self.low if self.low_open else value >= self.low
         return above and value <= self.high
@@ -50,7 +50,7 @@ class Relation(NamedTuple):
     text: str  # the condition as the error states it
 
 
-def _number(value: float) -> str:
+def _number(value: float | int) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
