@@ -34,7 +34,7 @@ lint: $(STAMP)
 # against 8.5-9 in one process. Tests marked `slow` are left out (pyproject's addopts); they
 # run with `make test-slow`, which CI (.ci/run) runs after `make test`.
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m slow

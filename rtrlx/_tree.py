@@ -44,8 +44,9 @@ def reset_where(done: Array, state: Any, fresh: Any) -> Any:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> reset_where(jnp.array([True, False]), jnp.ones((2, 3)), jnp.zeros((2, 3)))[:, 0]
-        Array([0., 1.], dtype=float32)
+        >>> state = reset_where(jnp.array([True, False]), jnp.ones((2, 3)), jnp.zeros((2, 3)))
+        >>> state[:, 0].tolist()
+        [0.0, 1.0]
     """
 
     def pick(new, old):

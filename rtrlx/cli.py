@@ -428,7 +428,7 @@ def _short(record: dict) -> str:
     )
 
 
-def _escape(exc: BaseException) -> str:
+def _escape(exc: BaseException | str) -> str:
     """An error's text for a rich console (its brackets, e.g. ``[h; x]``, kept)."""
     from rich.markup import escape
 

@@ -52,6 +52,27 @@ def flat(tree):
     return jax.flatten_util.ravel_pytree(tree)[0]
 
 
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch):
+    """Rich wraps at the terminal's width, even inside a word (a long path): tests read the
+    CLI's messages unwrapped."""
+    monkeypatch.setenv("COLUMNS", "500")
+
+
+@pytest.fixture
+def unchecked():
+    """Turn jaxtyping's run-time checking off for one test.
+
+    Tests of the errors rtrlx raises for ill-typed input see what a user sees: users do not
+    run the checker, which would otherwise refuse the input before rtrlx's own message.
+    """
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)
+
+
 @pytest.fixture
 def problem():
     return make_problem

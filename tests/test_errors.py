@@ -9,7 +9,7 @@ from conftest import make_problem
 import rtrlx
 
 
-def test_xs_that_does_not_fit_the_cell():
+def test_xs_that_does_not_fit_the_cell(unchecked):
     cell, head, xs, ys = make_problem("gru")
     with pytest.raises(rtrlx.ShapeError, match=r"cell\.input_size = 3"):
         rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs[:, :2], ys)
@@ -53,7 +53,7 @@ def test_not_a_cell():
 
 
 @pytest.mark.parametrize("k", [0, -2, 1.5, True])
-def test_tbptt_needs_a_positive_integer(k):
+def test_tbptt_needs_a_positive_integer(k, unchecked):
     with pytest.raises(ValueError, match="positive integer"):
         rtrlx.tbptt(k)
 
@@ -104,7 +104,7 @@ def test_rflo_refuses_other_cells(cell_name):
         rtrlx.rflo().init(cell)
 
 
-def test_bad_arguments_of_the_approximations():
+def test_bad_arguments_of_the_approximations(unchecked):
     with pytest.raises(ValueError, match="rank must be an integer >= 1"):
         rtrlx.ok(0)
     with pytest.raises(ValueError, match="'random' or 'exact'"):

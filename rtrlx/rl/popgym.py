@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 from ._base import Environment
 
@@ -67,7 +67,7 @@ class _OneDeck(Environment):
     def num_actions(self) -> int:
         return 4
 
-    def reset_from(self, order: Array) -> tuple[Array, DeckState]:
+    def reset_from(self, order: ArrayLike) -> tuple[Array, DeckState]:
         """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
         order = jnp.asarray(order, jnp.int32)
         return self.show(order[0]), DeckState(order, jnp.ones((), jnp.int32))
@@ -162,7 +162,7 @@ class CountRecall(Environment):
     def num_actions(self) -> int:
         return DECK // 2 + 1
 
-    def reset_from(self, values: Array, queries: Array) -> tuple[Array, CountRecallState]:
+    def reset_from(self, values: ArrayLike, queries: ArrayLike) -> tuple[Array, CountRecallState]:
         """The episode dealt in these orders (``popgym``'s ``idx[::-1]`` of both decks)."""
         values, queries = jnp.asarray(values, jnp.int32), jnp.asarray(queries, jnp.int32)
         value, query = _colour(values[0]), _colour(queries[0])
@@ -212,7 +212,7 @@ class Autoencode(Environment):
     def _obs(self, watch: Array, suit: Array) -> Array:
         return jnp.concatenate([watch.astype(jnp.zeros(()).dtype)[None], _one_hot(suit, 4)])
 
-    def reset_from(self, order: Array) -> tuple[Array, AutoencodeState]:
+    def reset_from(self, order: ArrayLike) -> tuple[Array, AutoencodeState]:
         """The episode dealt in ``order`` (``popgym``'s ``deck.idx[::-1]``)."""
         order = jnp.asarray(order, jnp.int32)
         state = AutoencodeState(order, jnp.ones((), jnp.int32), jnp.ones((), bool))
