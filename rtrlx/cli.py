@@ -435,12 +435,45 @@ def _escape(exc: BaseException | str) -> str:
     return escape(str(exc))
 
 
+def _drive_from_cli(
+    command: str, err: Any, run: Any, config: Any, args: argparse.Namespace, show: Any
+) -> tuple[Any, int]:
+    """Run a job on the run driver with the run-directory flags.
+
+    Returns:
+        ``(result, 0)``, or ``(None, exit code)`` after printing why: 2 for a bad directory,
+        resume or setting, 1 for a run that stopped (divergence), 130 for Ctrl-C before the
+        first chunk (nothing saved).
+    """
+    from ._errors import RtrlxError
+    from .driver import RunError
+
+    try:
+        result = run(
+            config,
+            out=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            allow_changes=args.allow_change,
+            on_chunk=show,
+        )
+    except (RunError, ValueError) as exc:
+        err.print(f"[red]rtrlx {command}: {_escape(exc)}[/red]")
+        return None, 2
+    except RtrlxError as exc:
+        err.print(f"[red]rtrlx {command}: {_escape(exc)}[/red]")
+        return None, 1
+    except KeyboardInterrupt:
+        err.print(f"rtrlx {command}: interrupted before the run started; nothing was saved.")
+        return None, 130
+    return result, 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .driver import RunError
-    from .train import TrainingError, train
+    from .train import train
 
     err = Console(stderr=True)
     try:
@@ -459,24 +492,9 @@ def _train(args: argparse.Namespace) -> int:
             info = f"{record['steps_per_second']:.0f} steps/s  {_short(record)}"
             bar.update(task, completed=record["step"], info=info)
 
-        try:
-            result = train(
-                config,
-                out=args.out,
-                resume=args.resume,
-                overwrite=args.overwrite,
-                allow_changes=args.allow_change,
-                on_chunk=show,
-            )
-        except (RunError, ValueError) as exc:
-            err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
-            return 2
-        except TrainingError as exc:
-            err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
-            return 1
-        except KeyboardInterrupt:  # before the first chunk started: nothing to save
-            err.print("rtrlx train: interrupted before the run started; nothing was saved.")
-            return 130
+        result, code = _drive_from_cli("train", err, train, config, args, show)
+        if result is None:
+            return code
     if result["data"]:
         err.print(f"data: {result['data']}")
     if result["interrupted"]:
@@ -586,7 +604,6 @@ def _rl(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ._errors import RtrlxError
-    from .driver import RunError
     from .rl.run import build, train
 
     err = Console(stderr=True)
@@ -614,24 +631,9 @@ def _rl(args: argparse.Namespace) -> int:
             last["step"] = record["step"]
             bar.update(task, completed=record["step"], info=info)
 
-        try:
-            summary = train(
-                config,
-                out=args.out,
-                resume=args.resume,
-                overwrite=args.overwrite,
-                allow_changes=args.allow_change,
-                on_chunk=show,
-            )
-        except (RunError, ValueError) as exc:
-            err.print(f"[red]rtrlx rl: {_escape(exc)}[/red]")
-            return 2
-        except RtrlxError as exc:
-            err.print(f"[red]rtrlx rl: {_escape(exc)}[/red]")
-            return 1
-        except KeyboardInterrupt:
-            err.print("rtrlx rl: interrupted before the run started; nothing was saved.")
-            return 130
+        summary, code = _drive_from_cli("rl", err, train, config, args, show)
+        if summary is None:
+            return code
     if summary["interrupted"]:
         err.print(f"interrupted at step {summary['records'][0]['steps']}; --resume continues")
     print(json.dumps(summary["records"], indent=2))

@@ -1,3 +1,5 @@
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -95,7 +97,25 @@ def _release_compiled_programs():
 
 # Cells a user might write, subclassing AbstractCell and keeping its default declarations.
 # Exact learners must be exact on them or refuse them; never silently wrong.
-class InputColumnsCell(rtrlx.cells.AbstractCell):
+class _UserCell(rtrlx.cells.AbstractCell):
+    """What the user cells below share: a zero initial state and the state as features."""
+
+    @abc.abstractmethod
+    def __call__(self, h, x): ...
+
+    def init_state(self):
+        dtype = jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array))[0].dtype
+        return jnp.zeros(self.hidden_size, dtype)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return self.hidden_size
+
+
+class InputColumnsCell(_UserCell):
     """tanh RNN whose input weight is stored (input, hidden) and used as x @ u."""
 
     w: jax.Array
@@ -111,18 +131,8 @@ class InputColumnsCell(rtrlx.cells.AbstractCell):
         self.u = jax.random.normal(k2, (input_size, hidden_size))
         self.b = jax.random.normal(k3, (hidden_size,))
 
-    def init_state(self):
-        return jnp.zeros(self.hidden_size, self.b.dtype)
-
     def __call__(self, h, x):
         return jnp.tanh(self.w @ h + x @ self.u + self.b)
-
-    def features(self, h):
-        return h
-
-    @property
-    def output_size(self):
-        return self.hidden_size
 
 
 class DeclaredInputColumnsCell(InputColumnsCell):
@@ -142,7 +152,7 @@ def _units_like(cell, **units):
     return params
 
 
-class RecurrentGainCell(rtrlx.cells.AbstractCell):
+class RecurrentGainCell(_UserCell):
     """h' = tanh(W (g * h) + U x + b): the (n,) gain g moves every unit at once."""
 
     w: jax.Array
@@ -160,21 +170,11 @@ class RecurrentGainCell(rtrlx.cells.AbstractCell):
         self.ux = jax.random.normal(k3, (hidden_size, input_size))
         self.b = jax.random.normal(k4, (hidden_size,))
 
-    def init_state(self):
-        return jnp.zeros(self.hidden_size, self.b.dtype)
-
     def __call__(self, h, x):
         return jnp.tanh(self.w @ (self.g * h) + self.ux @ x + self.b)
 
-    def features(self, h):
-        return h
 
-    @property
-    def output_size(self):
-        return self.hidden_size
-
-
-class ScalarGainCell(rtrlx.cells.AbstractCell):
+class ScalarGainCell(_UserCell):
     """h' = tanh(a W h + U x + b) with a scalar parameter a."""
 
     a: jax.Array
@@ -192,21 +192,11 @@ class ScalarGainCell(rtrlx.cells.AbstractCell):
         self.ux = jax.random.normal(k2, (hidden_size, input_size))
         self.b = jax.random.normal(k3, (hidden_size,))
 
-    def init_state(self):
-        return jnp.zeros(self.hidden_size, self.b.dtype)
-
     def __call__(self, h, x):
         return jnp.tanh(self.a * (self.w @ h) + self.ux @ x + self.b)
 
-    def features(self, h):
-        return h
 
-    @property
-    def output_size(self):
-        return self.hidden_size
-
-
-class FalselyDiagonalCell(rtrlx.cells.AbstractCell):
+class FalselyDiagonalCell(_UserCell):
     """Declares a diagonal recurrence but mixes each unit with its neighbour."""
 
     diagonal = True
@@ -221,18 +211,8 @@ class FalselyDiagonalCell(rtrlx.cells.AbstractCell):
         self.lam = jax.random.uniform(k1, (hidden_size,), minval=0.5, maxval=0.9)
         self.ux = jax.random.normal(k2, (hidden_size, input_size))
 
-    def init_state(self):
-        return jnp.zeros(self.hidden_size, self.ux.dtype)
-
     def __call__(self, h, x):
         return jnp.tanh(self.lam * h + 0.3 * jnp.roll(h, 1) + self.ux @ x)
-
-    def features(self, h):
-        return h
-
-    @property
-    def output_size(self):
-        return self.hidden_size
 
 
 USER_CELL_SPECS = {
