@@ -133,6 +133,7 @@ def test_pixel_reads_fashion_mnist_idx_files(tmp_path):
     np.testing.assert_array_equal(params.test_y, labels)
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_pixel_trains_a_deep_stack_online(tmp_path):
     from rtrlx.train import TrainConfig, train
 

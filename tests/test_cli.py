@@ -8,6 +8,7 @@ import rtrlx.check
 from rtrlx.cli import main
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_check_json(capsys):
     code = main(
         [
@@ -138,6 +139,7 @@ def test_bench_by_stream_flag_marks_the_learners_it_applies_to(tmp_path, capsys)
         main([*argv, "--by-stream", "maybe"])
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_bench_suite_runs_end_to_end_and_evaluates_targets(tmp_path, capsys):
     out, plots = tmp_path / "suite.json", tmp_path / "plots"
     argv = ["bench", "--suite", "tiny", "--repeats", "1", "--json", str(out)]
@@ -153,6 +155,7 @@ def test_bench_suite_runs_end_to_end_and_evaluates_targets(tmp_path, capsys):
     assert "targets" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_bench_deep_stack_memory_against_t(tmp_path, capsys):
     """Streaming online_deep's working memory is flat in T and BPTT's grows (XLA's compiled
     plan, nothing timed)."""
@@ -170,6 +173,7 @@ def test_bench_deep_stack_memory_against_t(tmp_path, capsys):
     assert "working memory" in printed and "inference" in printed
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_noise_tiny_study_writes_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "noise.json", tmp_path / "noise.png"
     argv = ["noise", "--cells", "rhn,elman", "--lengths", "6,12", "--hidden", "3"]

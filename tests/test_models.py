@@ -95,6 +95,7 @@ def test_online_deep_paths_agree(cell, approx):
 
 
 @pytest.mark.parametrize("cell", ["lru", "rtu"])
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_online_deep_ablations(cell):
     """Each ablation drops exactly the part of the gradient it claims to drop."""
     model, head, xs, ys = stack(cell, layers=2)
@@ -138,6 +139,7 @@ def test_online_deep_names_and_bad_arguments():
 
 
 @pytest.mark.parametrize("cell", ["lru", "rtu"])
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_online_deep_on_several_blocks_is_a_close_approximation(cell):
     """On the copy task at initialisation, as the issue asks: cosine with BPTT > 0.9."""
     from rtrlx.tasks import copy_stream

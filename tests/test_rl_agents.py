@@ -121,6 +121,7 @@ def test_actor_critic_resets_memory_and_eligibility_trace():
     assert any(np.allclose(trace, score(a), rtol=1e-10) for a in range(ENV.num_actions))
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_actor_critic_learns_repeat_previous():
     """A short online run beats the random policy's return by a wide margin."""
     random_return = (1 / 4 - 3 / 4) * 47 / 48  # 47 rewarded steps of ±1/48
@@ -178,6 +179,7 @@ def test_width_for_fills_the_budget(core):
     assert recurrent_params(core, 4, n) <= 2000 < recurrent_params(core, 4, n + 1)
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_rl_cli_writes_summary_curve_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["rl", "--env", "RepeatPreviousEasy", "--core", "lru", "--hidden", "4"]
