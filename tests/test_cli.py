@@ -124,6 +124,7 @@ def test_bench_tiny_config_writes_json(tmp_path, capsys):
     assert not any(r["by_stream"] for r in data["results"])  # tiny states: batched
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_bench_by_stream_flag_marks_the_learners_it_applies_to(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--cell", "gru", "--learners", "rtrl,uoro", "--hidden", "3"]

@@ -72,7 +72,8 @@ def bptt_grads(cell, head, xs, ys):
     return rtrlx.sequence_grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys)
 
 
-@pytest.mark.parametrize("batch", [None, 3])
+# Unbatched, the same pairs again (make test-slow): the batched run covers the same steps.
+@pytest.mark.parametrize("batch", [pytest.param(None, marks=pytest.mark.slow), 3])
 @pytest.mark.parametrize(("learner", "cell_name"), EXACT_PAIRS)
 def test_exact_learner_equals_bptt(learner, cell_name, batch):
     cell, head, xs, ys = make_problem(cell_name, batch=batch)

@@ -80,7 +80,13 @@ def test_online_deep_with_one_block_equals_bptt(cell, batch, path):
     np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("approx", rtrlx.learners.online_deep_approximations)
+@pytest.mark.parametrize(
+    "approx",
+    [  # the full rule's scan path compiles for a minute: make test-slow
+        pytest.param(a, marks=pytest.mark.slow) if a == "full" else a
+        for a in rtrlx.learners.online_deep_approximations
+    ],
+)
 @pytest.mark.parametrize("cell", ["lru", "rtu"])
 def test_online_deep_paths_agree(cell, approx):
     """Streaming steps and the associative-scan path, with chunks that do not divide T."""

@@ -46,6 +46,7 @@ def test_rl_refuses_a_head_width_below_one(width, capsys):
         RLConfig(head_width=int(width)).validate()
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_rl_resume_names_the_setting_that_differs(tmp_path, capsys):
     out = ["--out", str(tmp_path)]
     assert main([*SMALL[:-2], "--chunks", "4", *out]) == 0  # chunks may change on resume
@@ -66,6 +67,7 @@ def test_rl_resume_names_the_setting_that_differs(tmp_path, capsys):
     assert steps == sorted(set(steps)) and steps[-1] == 240
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_rl_new_run_refuses_a_directory_with_another_run(tmp_path):
     config = RLConfig(core="lru", hidden=4, steps=120, seeds=1, chunks=2)
     train(config, out=str(tmp_path))
