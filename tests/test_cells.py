@@ -230,3 +230,24 @@ def test_rtu_closed_form_rule_equals_the_generic_update(variant):
     fields = lambda c: (c.nu_log, c.theta_log, c.w1, c.w2)  # noqa: E731
     generic = eqx.tree_at(fields, GenericRTU(3, 5, key=k[0], **kwargs), fields(cell))
     assert_rule_equals_generic(cell, generic, k[2], "RTUTrace")
+
+
+@pytest.mark.parametrize("hidden", [64, 128])
+@pytest.mark.parametrize("name", list(CELL_SPECS))
+def test_declaration_checks_hold_in_float32(name, hidden):
+    """The learners' checks of a true declaration pass in float32 too: an entry that is a
+    small difference of large terms (a saturated gate) differs by rounding between the two
+    computations the check compares, which is not a violation."""
+    cls, kwargs = CELL_SPECS[name]
+    cell = cls(16, hidden, key=jax.random.key(0), **kwargs)
+
+    def single(a):
+        if not eqx.is_inexact_array(a):
+            return a
+        return a.astype(jnp.complex64 if jnp.iscomplexobj(a) else jnp.float32)
+
+    cell = jax.tree.map(single, cell)
+    assert unit_owner(cell) is not None
+    assert structure_diagonal(cell) == cell.diagonal
+    if cell.kron_factors():
+        rtrlx.learners.kf_rtrl().init(cell, key=jax.random.key(0))  # refuses a false one

@@ -14,6 +14,7 @@ The checks cost a handful of Jacobian-vector products of one step, run once, out
 ``jit`` trace (``jax.ensure_compile_time_eval``), so ``step`` stays as fast as before.
 """
 
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -98,12 +99,26 @@ def _tolerance(dtype: Any) -> float:
     return 256 * float(jnp.finfo(dtype).eps)
 
 
-def _mismatch(got: Any, want: Any, scale: Any, dtype: Any) -> np.ndarray:
-    """Entries where two ways of computing the same product differ beyond rounding."""
+def _mismatch(got: Any, want: Any, scale: Any, dtype: Any, segments: Any = None) -> np.ndarray:
+    """Entries where two ways of computing the same product differ beyond rounding.
+
+    Rounding is measured against the entry's own terms (``scale``) and, because an entry can
+    be a small difference of large intermediate terms (a saturated gate), against the largest
+    entry of its segment (one parameter array; the whole vector when ``segments`` is None).
+    A declaration that does not hold moves entries by amounts of the size of the Jacobian's
+    own entries, far above either.
+    """
     got, want, scale = (np.asarray(a) for a in (got, want, scale))
     if not (np.all(np.isfinite(got)) and np.all(np.isfinite(want))):
         return np.ones(got.shape, dtype=bool)
-    return np.abs(got - want) > _tolerance(dtype) * (scale + np.abs(got) + np.abs(want))
+    size = np.maximum(np.abs(got), np.abs(want))
+    if segments is None:
+        floor = np.full(got.shape, size.max(initial=0.0))
+    else:
+        floor = np.concatenate(
+            [np.full(b - a, size[a:b].max(initial=0.0)) for a, b in itertools.pairwise(segments)]
+        ).reshape(got.shape)
+    return np.abs(got - want) > _tolerance(dtype) * (scale + size + floor)
 
 
 def _rows_by_component(pull: Callable, s: int, n: int, dtype: Any) -> Any:
@@ -146,7 +161,7 @@ def _owner_violations(cell: AbstractCell) -> tuple[np.ndarray | None, str]:
     # If entry i moves only unit owner[i], the weighted pullback is the rows weighted there.
     expected = jnp.sum(weights[:, owner] * rows, axis=0)
     scale = jnp.sum(jnp.abs(weights[:, owner] * rows), axis=0)
-    bad = np.flatnonzero(_mismatch(mixed, expected, scale, p.units.dtype))
+    bad = np.flatnonzero(_mismatch(mixed, expected, scale, p.units.dtype, p.offsets))
     if bad.size == 0:
         return owner, ""
     i = int(bad[0])
