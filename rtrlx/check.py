@@ -121,7 +121,7 @@ def run_check(
         for learner_name, learner in built.items():
             record: dict = {"learner": learner_name, "cell": cell_name, "message": ""}
             try:
-                _, g = grads(learner, cell, head, mse, xs, ys)
+                _, g = grads(learner, cell, head, mse, xs, ys, key=k[4])
             except UnsupportedCellError as err:
                 record.update(
                     status="unsupported",
