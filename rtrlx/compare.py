@@ -12,7 +12,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import RtrlxError
+from ._errors import NotOnlineError, RtrlxError, UnsupportedCellError
+from ._extras import require
 from .driver import TrainingError, locked, write_json
 from .tasks import make as make_task
 from .train import TrainConfig, train
@@ -125,7 +126,9 @@ def _run_all(
             on_start(config)
         try:
             result = train(config, out=run_dir, overwrite=True, on_chunk=record)
-        except TrainingError as exc:
+        except (TrainingError, UnsupportedCellError, NotOnlineError) as exc:
+            # One run that diverges, or a learner that refuses the task's own model, is a row
+            # with its error; the other runs and the summary go on.
             result = {"learner": config.learner, "seed": config.seed, "task": config.task}
             result["error"] = str(exc)
         if on_end:
@@ -207,10 +210,9 @@ def plot_curves(curves: dict[str, list[list[dict]]], metric: str, path: str, tit
     }
     if not any(pts for runs in points.values() for pts in runs):
         return False
-    import matplotlib
-
+    matplotlib = require("matplotlib", "rtrlx.compare's curves.png")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "rtrlx.compare's curves.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, (learner, runs) in enumerate(points.items()):

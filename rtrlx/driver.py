@@ -32,7 +32,6 @@ zero new steps would lose the run's numbers.
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import json
 import os
 import time
@@ -477,6 +476,8 @@ def _check_out(out: str) -> None:
 @contextlib.contextmanager
 def _locked(out: str) -> Iterator[None]:
     """Hold ``out/.lock`` (non-blocking): a second run in ``out`` gets a clear error."""
+    import fcntl  # POSIX only: imported here so that `import rtrlx` works everywhere
+
     fh = open(os.path.join(out, LOCK), "a")  # held for the whole run
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

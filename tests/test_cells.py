@@ -232,7 +232,7 @@ def test_rtu_closed_form_rule_equals_the_generic_update(variant):
     assert_rule_equals_generic(cell, generic, k[2], "RTUTrace")
 
 
-@pytest.mark.parametrize("hidden", [64, 128])
+@pytest.mark.parametrize("hidden", [64, pytest.param(128, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(CELL_SPECS))
 def test_declaration_checks_hold_in_float32(name, hidden):
     """The learners' checks of a true declaration pass in float32 too: an entry that is a

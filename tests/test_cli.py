@@ -88,6 +88,7 @@ def test_bad_flag_value(capsys):
     assert "positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # minutes of end-to-end work: make test-slow
 def test_bench_tiny_config_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(

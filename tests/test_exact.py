@@ -256,3 +256,62 @@ def test_a_wrong_kronecker_declaration_is_refused():
         with pytest.raises(rtrlx.UnsupportedCellError, match="outside the pre-activations"):
             rtrlx.learners.make(spec).init(cell, key=jax.random.key(0))
     assert not rtrlx.ok(9).exact_on(cell)
+
+
+class _Shifted(rtrlx.cells.AbstractCell):
+    """h' = tanh(lam * h + c * h[perm] + U x): diagonal exactly when ``coupled`` is False.
+
+    ``coupled`` is a plain (non-static) field and ``perm`` an integer array: both are part of
+    what a declaration's verdict depends on, and ``perm`` is traced under ``eqx.filter_jit``.
+    """
+
+    diagonal = True
+    lam: jax.Array
+    ux: jax.Array
+    perm: jax.Array
+    coupled: bool
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+
+    def __init__(self, coupled, key):
+        self.input_size, self.hidden_size, self.coupled = 3, 5, coupled
+        self.lam = jnp.linspace(0.5, 0.9, 5)
+        self.ux = jax.random.normal(key, (5, 3))
+        self.perm = jnp.roll(jnp.arange(5), 1)
+
+    def init_state(self):
+        return jnp.zeros(5, self.lam.dtype)
+
+    def __call__(self, h, x):
+        mix = 0.3 * h[self.perm] if self.coupled else 0.0
+        return jnp.tanh(self.lam * h + mix + self.ux @ x)
+
+    def features(self, h):
+        return h
+
+    @property
+    def output_size(self):
+        return 5
+
+
+def test_a_verdict_is_not_reused_for_a_cell_that_differs_in_a_non_float_field():
+    key = jax.random.key(0)
+    head = eqx.nn.Linear(5, 2, key=key)
+    xs, ys = jnp.ones((T, 3)), jnp.zeros((T, 2))
+    rtrlx.sequence_grads(rtrlx.diag_rtrl(), _Shifted(False, key), head, rtrlx.losses.mse, xs, ys)
+    with pytest.raises(rtrlx.UnsupportedCellError, match="declares diagonal = True"):
+        rtrlx.diag_rtrl().init(_Shifted(True, key))
+
+
+def test_traced_integer_fields_give_the_exact_path_or_a_clear_refusal():
+    """Under eqx.filter_jit the cell's integer array is a tracer: nothing can be checked, so
+    rtrl takes its dense path (exact) and diag_rtrl refuses, saying why."""
+    cell = _Shifted(True, jax.random.key(0))
+    head = eqx.nn.Linear(5, 2, key=jax.random.key(1))
+    xs, ys = jax.random.normal(jax.random.key(2), (T, 3)), jnp.zeros((T, 2))
+    grads = eqx.filter_jit(rtrlx.sequence_grads)
+    _, ref = grads(rtrlx.bptt(), cell, head, rtrlx.losses.mse, xs, ys)
+    _, got = grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-9, atol=1e-12)
+    with pytest.raises(rtrlx.UnsupportedCellError, match="traced"):
+        grads(rtrlx.diag_rtrl(), cell, head, rtrlx.losses.mse, xs, ys)

@@ -27,7 +27,12 @@ def _flat(tree):
 
 
 @pytest.mark.parametrize(
-    ("core", "learner"), [("rtu-nonlinear", "diag_rtrl"), ("lru", "diag_rtrl"), ("gru", "rtrl")]
+    ("core", "learner"),
+    [
+        pytest.param("rtu-nonlinear", "diag_rtrl", marks=pytest.mark.slow),  # 20 s
+        ("lru", "diag_rtrl"),
+        ("gru", "rtrl"),
+    ],
 )
 def test_realtime_ppo_gradient_equals_bptt(core, learner):
     """Before the parameters move, the loss of every stored transition differentiated through

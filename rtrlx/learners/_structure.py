@@ -22,6 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.flatten_util import ravel_pytree
 
 from .._errors import UnsupportedCellError
@@ -42,57 +43,122 @@ class Probe(NamedTuple):
     offsets: np.ndarray  # where each leaf starts in theta
 
 
+class Unverifiable(Exception):
+    """A declaration that cannot be checked here (traced fields, a step that is not finite)."""
+
+
+def _static_part(value: Any) -> Any:
+    if isinstance(value, Tracer):
+        raise Unverifiable(
+            "its non-float array fields are traced (inside jit or vmap), so its structure "
+            "cannot be checked there; mark them eqx.field(static=True), or call the learner's "
+            "init outside jit first"
+        )
+    if isinstance(value, np.ndarray | jax.Array):
+        array = np.asarray(value)
+        return (array.shape, str(array.dtype), array.tobytes())
+    return value
+
+
 def _layout_key(cell: AbstractCell, what: str) -> Any:
-    leaves = jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array))
-    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
-    key = (what, type(cell), jax.tree.structure(cell), shapes)
+    """What a verdict depends on: the type, every non-float field and the parameters' shapes."""
+    params, static = eqx.partition(cell, eqx.is_inexact_array)
+    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(params))
+    fixed = tuple(_static_part(v) for v in jax.tree.leaves(static))
+    key = (what, type(cell), jax.tree.structure(cell), shapes, fixed)
     try:
         hash(key)
-    except TypeError:  # a static field that cannot be hashed: check every time
+    except TypeError:  # a field that cannot be hashed: check every time
         return None
     return key
 
 
-def cached(what: str, cell: AbstractCell, check: Callable[[AbstractCell], Any]) -> Any:
-    """``check(cell)``, computed once per cell layout and ``what``."""
-    key = _layout_key(cell, what)
+def cached(
+    what: str,
+    cell: AbstractCell,
+    check: Callable[[AbstractCell], Any],
+    unverifiable: Callable[[str], Any],
+) -> Any:
+    """``check(cell)``, computed once per cell layout and ``what``.
+
+    A cell that cannot be checked gets ``unverifiable(why)``: a learner then takes its
+    always-exact path or refuses, never trusts the declaration.
+    """
+    try:
+        key = _layout_key(cell, what)
+    except Unverifiable as err:
+        return unverifiable(str(err))
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    with jax.ensure_compile_time_eval():
-        verdict = check(cell)
+    try:
+        with jax.ensure_compile_time_eval():
+            verdict = check(cell)
+    except Unverifiable as err:
+        verdict = unverifiable(str(err))
     if key is not None:
         _CACHE[key] = verdict
     return verdict
 
 
-def _random_like(rng: np.random.Generator, a: Any) -> Any:
+def _random_like(rng: np.random.Generator, a: Any, scale: float) -> Any:
     dtype = np.dtype(a.dtype)
     if np.issubdtype(dtype, np.complexfloating):
-        value = rng.normal(0, 0.5, a.shape) + 1j * rng.normal(0, 0.5, a.shape)
+        value = rng.normal(0, scale, a.shape) + 1j * rng.normal(0, scale, a.shape)
     else:
-        value = rng.normal(0, 0.5, a.shape)
+        value = rng.normal(0, scale, a.shape)
     return jnp.asarray(value.astype(dtype))
 
 
-def probe(cell: AbstractCell) -> Probe:
+#: The random points the declarations are checked at: (seed, scale of the draws). Two points
+#: at two scales, so that a unit that happens to be inactive (a ReLU below zero, a saturated
+#: gate) at one point shows its couplings at the other.
+PROBES = ((20170524, 0.5), (1705, 0.15))
+
+
+def probe(cell: AbstractCell, seed: int = PROBES[0][0], scale: float = PROBES[0][1]) -> Probe:
     """The cell at random parameters, state and input (fixed seed: the verdict is stable)."""
-    rng = np.random.default_rng(20170524)
+    rng = np.random.default_rng(seed)
     params, static = eqx.partition(cell, eqx.is_inexact_array)
+    for value in jax.tree.leaves(static):
+        _static_part(value)  # refuses traced fields
     path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     names = [jax.tree_util.keystr(path) for path, _ in path_leaves]
-    random = jax.tree.unflatten(treedef, [_random_like(rng, a) for _, a in path_leaves])
+    random = jax.tree.unflatten(treedef, [_random_like(rng, a, scale) for _, a in path_leaves])
     theta, unravel = ravel_pytree(random)
     sizes = [int(np.prod(a.shape)) for _, a in path_leaves]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     like = cell.init_state()
     units0 = state_to_units(like)
-    units = _random_like(rng, units0)
-    x = _random_like(rng, jax.ShapeDtypeStruct((cell.input_size,), units0.dtype))
+    units = _random_like(rng, units0, scale)
+    x = _random_like(rng, jax.ShapeDtypeStruct((cell.input_size,), units0.dtype), scale)
 
     def f(th, u):
         return state_to_units(eqx.combine(unravel(th), static)(units_to_state(u, like), x))
 
     return Probe(f, theta, units, x, names, offsets)
+
+
+def at_every_probe(cell: AbstractCell, violation: Callable[[Probe], str | None]) -> str:
+    """The first violation found at any probe point ("" when none).
+
+    ``violation(probe)`` returns None when the cell's step is not finite at that point; when
+    it is finite at no point, the declaration cannot be checked.
+    """
+    finite = False
+    for seed, scale in PROBES:
+        why = violation(probe(cell, seed, scale))
+        if why is None:
+            continue
+        finite = True
+        if why:
+            return why
+    if not finite:
+        raise Unverifiable("its step is not finite at random parameters")
+    return ""
+
+
+def _finite(*arrays: Any) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(a)))) for a in arrays)
 
 
 def _tolerance(dtype: Any) -> float:
@@ -109,8 +175,6 @@ def _mismatch(got: Any, want: Any, scale: Any, dtype: Any, segments: Any = None)
     own entries, far above either.
     """
     got, want, scale = (np.asarray(a) for a in (got, want, scale))
-    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(want))):
-        return np.ones(got.shape, dtype=bool)
     size = np.maximum(np.abs(got), np.abs(want))
     if segments is None:
         floor = np.full(got.shape, size.max(initial=0.0))
@@ -152,24 +216,35 @@ def _owner_violations(cell: AbstractCell) -> tuple[np.ndarray | None, str]:
             "parameter entry (the default reads each parameter's first axis as blocks of "
             "hidden_size rows)"
         )
-    p = probe(cell)
-    s, n = p.units.shape
-    _, pull = jax.vjp(lambda th: p.f(th, p.units), p.theta)
-    (rows,) = _rows_by_component(pull, s, n, p.units.dtype)  # (S, P)
-    weights = jnp.asarray(np.random.default_rng(1).normal(size=(s, n)), p.units.dtype)
-    (mixed,) = pull(weights)
-    # If entry i moves only unit owner[i], the weighted pullback is the rows weighted there.
-    expected = jnp.sum(weights[:, owner] * rows, axis=0)
-    scale = jnp.sum(jnp.abs(weights[:, owner] * rows), axis=0)
-    bad = np.flatnonzero(_mismatch(mixed, expected, scale, p.units.dtype, p.offsets))
-    if bad.size == 0:
-        return owner, ""
-    i = int(bad[0])
-    leaf = int(np.searchsorted(p.offsets, i, side="right") - 1)
-    return None, (
-        f"its parameter {p.names[leaf]!r} (flat entry {i - p.offsets[leaf]}) changes, within "
-        f"one step, the state of units other than unit {owner[i]} that param_units() names"
-    )
+
+    def violation(p: Probe) -> str | None:
+        s, n = p.units.shape
+        _, pull = jax.vjp(lambda th: p.f(th, p.units), p.theta)
+        (rows,) = _rows_by_component(pull, s, n, p.units.dtype)  # (S, P)
+        weights = jnp.asarray(np.random.default_rng(1).normal(size=(s, n)), p.units.dtype)
+        (mixed,) = pull(weights)
+        if not _finite(rows, mixed):
+            return None
+        # If entry i moves only unit owner[i], the weighted pullback is the rows weighted there.
+        expected = jnp.sum(weights[:, owner] * rows, axis=0)
+        scale = jnp.sum(jnp.abs(weights[:, owner] * rows), axis=0)
+        bad = np.flatnonzero(_mismatch(mixed, expected, scale, p.units.dtype, p.offsets))
+        if bad.size == 0:
+            return ""
+        i = int(bad[0])
+        leaf = int(np.searchsorted(p.offsets, i, side="right") - 1)
+        return (
+            f"its parameter {p.names[leaf]!r} (flat entry {i - p.offsets[leaf]}) changes, "
+            f"within one step, the state of units other than unit {owner[i]} that "
+            "param_units() names"
+        )
+
+    why = at_every_probe(cell, violation)
+    return (None, why) if why else (owner, "")
+
+
+def _no_owner(why: str) -> tuple[None, str]:
+    return None, why
 
 
 def unit_owner(cell: AbstractCell) -> np.ndarray | None:
@@ -179,12 +254,12 @@ def unit_owner(cell: AbstractCell) -> np.ndarray | None:
         ``(P,)`` unit indices when ``cell.unit_local`` and ``cell.param_units()`` hold at a
         random point; None otherwise (a learner then takes its dense path, or refuses).
     """
-    return cached("owner", cell, _owner_violations)[0]
+    return cached("owner", cell, _owner_violations, _no_owner)[0]
 
 
 def require_unit_owner(cell: AbstractCell, learner: str) -> np.ndarray:
     """:func:`unit_owner`, or an error saying what the cell must declare."""
-    owner, why = cached("owner", cell, _owner_violations)
+    owner, why = cached("owner", cell, _owner_violations, _no_owner)
     if owner is None:
         raise UnsupportedCellError(
             f"{learner}: needs every parameter entry to drive one unit, but "
@@ -198,30 +273,40 @@ def require_unit_owner(cell: AbstractCell, learner: str) -> np.ndarray:
 
 
 def _diagonal_violation(cell: AbstractCell) -> str:
-    p = probe(cell)
-    s, n = p.units.shape
-    _, pull = jax.vjp(lambda u: p.f(p.theta, u), p.units)
-    (blocks,) = _rows_by_component(pull, s, n, p.units.dtype)  # (S, S, n): [a, b, u]
-    weights = jnp.asarray(np.random.default_rng(2).normal(size=(s, n)), p.units.dtype)
-    (mixed,) = pull(weights)  # (S, n)
-    expected = jnp.einsum("au,abu->bu", weights, blocks)
-    scale = jnp.einsum("au,abu->bu", jnp.abs(weights), jnp.abs(blocks))
-    bad = np.argwhere(_mismatch(mixed, expected, scale, p.units.dtype))
-    if bad.size == 0:
-        return ""
-    return f"unit {int(bad[0][1])}'s state moves the next state of other units"
+    def violation(p: Probe) -> str | None:
+        s, n = p.units.shape
+        _, pull = jax.vjp(lambda u: p.f(p.theta, u), p.units)
+        (blocks,) = _rows_by_component(pull, s, n, p.units.dtype)  # (S, S, n): [a, b, u]
+        weights = jnp.asarray(np.random.default_rng(2).normal(size=(s, n)), p.units.dtype)
+        (mixed,) = pull(weights)  # (S, n)
+        if not _finite(blocks, mixed):
+            return None
+        expected = jnp.einsum("au,abu->bu", weights, blocks)
+        scale = jnp.einsum("au,abu->bu", jnp.abs(weights), jnp.abs(blocks))
+        bad = np.argwhere(_mismatch(mixed, expected, scale, p.units.dtype))
+        return (
+            f"unit {int(bad[0][1])}'s state moves the next state of other units"
+            if (bad.size)
+            else ""
+        )
+
+    return at_every_probe(cell, violation)
+
+
+def _unchecked(why: str) -> str:
+    return f"it cannot be checked: {why}"
 
 
 def diagonal(cell: AbstractCell) -> bool:
     """Whether the cell declares ``diagonal`` and its state Jacobian is block-diagonal by unit."""
-    return bool(cell.diagonal) and not cached("diagonal", cell, _diagonal_violation)
+    return bool(cell.diagonal) and not cached("diagonal", cell, _diagonal_violation, _unchecked)
 
 
 def require_diagonal(cell: AbstractCell, learner: str) -> None:
     """Refuse a cell whose declared diagonal recurrence does not hold."""
     if not cell.diagonal:
         return
-    why = cached("diagonal", cell, _diagonal_violation)
+    why = cached("diagonal", cell, _diagonal_violation, _unchecked)
     if why:
         raise UnsupportedCellError(
             f"{learner}: {type(cell).__name__} declares diagonal = True, but {why}. Set "
@@ -230,21 +315,26 @@ def require_diagonal(cell: AbstractCell, learner: str) -> None:
 
 
 def _connectivity_violation(cell: AbstractCell) -> str:
-    p = probe(cell)
-    n = p.units.shape[1]
-    jac = np.asarray(jax.jacfwd(lambda u: p.f(p.theta, u))(p.units))  # (S, n, S, n)
-    reads = np.any(np.abs(jac) > _tolerance(p.units.dtype) * np.abs(jac).max(), axis=(0, 2))
-    declared = np.asarray(cell.connectivity(), dtype=bool) | np.eye(n, dtype=bool)
-    hidden = np.argwhere(reads & ~declared)
-    if hidden.size == 0:
-        return ""
-    k, u = (int(v) for v in hidden[0])
-    return f"unit {k} reads unit {u}, which connectivity()[{k}, {u}] leaves out"
+    def violation(p: Probe) -> str | None:
+        n = p.units.shape[1]
+        jac = np.asarray(jax.jacfwd(lambda u: p.f(p.theta, u))(p.units))  # (S, n, S, n)
+        if not _finite(jac):
+            return None
+        tol = _tolerance(p.units.dtype) * np.abs(jac).max()
+        reads = np.any(np.abs(jac) > tol, axis=(0, 2))  # [k, u]: unit k reads unit u
+        declared = np.asarray(cell.connectivity(), dtype=bool) | np.eye(n, dtype=bool)
+        hidden = np.argwhere(reads & ~declared)
+        if hidden.size == 0:
+            return ""
+        k, u = (int(v) for v in hidden[0])
+        return f"unit {k} reads unit {u}, which connectivity()[{k}, {u}] leaves out"
+
+    return at_every_probe(cell, violation)
 
 
 def require_connectivity(cell: AbstractCell, learner: str) -> np.ndarray:
     """The cell's ``connectivity()``, after checking that it covers every coupling."""
-    why = cached("connectivity", cell, _connectivity_violation)
+    why = cached("connectivity", cell, _connectivity_violation, _unchecked)
     if why:
         raise UnsupportedCellError(
             f"{learner}: {type(cell).__name__}.connectivity() is incomplete: {why}. Fix "
@@ -254,36 +344,55 @@ def require_connectivity(cell: AbstractCell, learner: str) -> np.ndarray:
 
 
 def _kronecker_violation(cell: AbstractCell) -> str:
-    p = probe(cell)
     static = eqx.partition(cell, eqx.is_inexact_array)[1]
     unravel = ravel_pytree(eqx.filter(cell, eqx.is_inexact_array))[1]
-    like = cell.init_state()
-    state = units_to_state(p.units, like)
 
-    def direct(th):
-        return state_to_units(eqx.combine(unravel(th), static)(state, p.x))
+    def violation(p: Probe) -> str | None:
+        state = units_to_state(p.units, cell.init_state())
 
-    def through_preactivations(th):
-        fixed = eqx.combine(unravel(p.theta), static)
-        pre = eqx.combine(unravel(th), static).preactivations(state, p.x)
-        return state_to_units(fixed.from_preactivations(state, p.x, pre))
+        def at(th):
+            return eqx.combine(unravel(th), static)
 
-    out, pull_direct = jax.vjp(direct, p.theta)
-    out_pre, pull_pre = jax.vjp(through_preactivations, p.theta)
-    weights = jnp.asarray(np.random.default_rng(3).normal(size=out.shape), out.dtype)
-    scale = jnp.abs(out)
-    if np.any(_mismatch(out_pre, out, scale, out.dtype)):
-        return "from_preactivations(state, x, preactivations(state, x)) != cell(state, x)"
-    (g_direct,) = pull_direct(weights)
-    (g_pre,) = pull_pre(weights)
-    if np.any(_mismatch(g_pre, g_direct, jnp.abs(g_direct), out.dtype)):
-        return "its parameters also enter the step outside the pre-activations W @ a + b"
-    return ""
+        def direct(th):
+            return state_to_units(at(th)(state, p.x))
+
+        def through_preactivations(th):
+            pre = at(th).preactivations(state, p.x)
+            return state_to_units(at(p.theta).from_preactivations(state, p.x, pre))
+
+        def inputs(th):
+            return jnp.concatenate([a.reshape(-1) for a in at(th).kron_inputs(state, p.x)])
+
+        out, pull_direct = jax.vjp(direct, p.theta)
+        out_pre, pull_pre = jax.vjp(through_preactivations, p.theta)
+        a, pull_inputs = jax.vjp(inputs, p.theta)
+        weights = jnp.asarray(np.random.default_rng(3).normal(size=out.shape), out.dtype)
+        (g_direct,), (g_pre,) = pull_direct(weights), pull_pre(weights)
+        (g_inputs,) = pull_inputs(jnp.ones_like(a))
+        if not _finite(out, out_pre, g_direct, g_pre, a):
+            return None
+        if np.any(_mismatch(out_pre, out, jnp.abs(out), out.dtype)):
+            return "from_preactivations(state, x, preactivations(state, x)) != cell(state, x)"
+        if np.any(np.asarray(g_inputs) != 0):
+            return "its kron_inputs() depend on its parameters (a must be built from [h; x])"
+        pre, params = at(p.theta).preactivations(state, p.x), at(p.theta)
+        for k, (f, a_k) in enumerate(
+            zip(cell.kron_factors(), params.kron_inputs(state, p.x), strict=True)
+        ):
+            z = getattr(params, f.weight) @ a_k
+            z = z if f.bias is None else z + getattr(params, f.bias)
+            if np.any(_mismatch(pre[k], z, jnp.abs(z), out.dtype)):
+                return f"preactivations()[{k}] is not {f.weight} @ kron_inputs()[{k}] + bias"
+        if np.any(_mismatch(g_pre, g_direct, jnp.abs(g_direct), out.dtype)):
+            return "its parameters also enter the step outside the pre-activations W @ a + b"
+        return ""
+
+    return at_every_probe(cell, violation)
 
 
 def require_kronecker(cell: AbstractCell, learner: str) -> None:
     """Refuse a cell whose ``kron_factors()`` / ``from_preactivations`` do not describe it."""
-    why = cached("kronecker", cell, _kronecker_violation)
+    why = cached("kronecker", cell, _kronecker_violation, _unchecked)
     if why:
         raise UnsupportedCellError(
             f"{learner}: {type(cell).__name__}'s Kronecker declaration does not hold: {why}. "

@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from .._extras import require
 from ..driver import ChunkInfo, Job, RunInfo, drive
 from ..learners import make as make_learner
 from ._registry import make as make_env
@@ -369,10 +370,9 @@ def _jsonable(config: RLConfig) -> dict:
 
 def plot_curves(summary: dict, path: str) -> None:
     """The learning curve of every seed (and their mean) against environment steps."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "rtrlx rl's curve.png")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "rtrlx rl's curve.png")
 
     config, chunks = summary["config"], summary["chunks"]
     metric = "msre" if "msre" in chunks[0] else "return"
