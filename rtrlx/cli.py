@@ -293,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--update-every", type=_positive, default=1, help="steps between updates (1)"
         )
         p.add_argument("--optimizer", default="adam", help="adam or sgd (adam)")
+        p.add_argument(
+            "--layout",
+            choices=("auto", "batched", "streams"),
+            default="auto",
+            help="order of the batch's streams in each step: all together (batched), one "
+            "after another (streams), or the faster, measured at the start (auto)",
+        )
         p.add_argument("--chunk", type=_positive, default=250, help="steps per jitted call")
         p.add_argument(
             "--checkpoint-every", type=int, default=5000, help="steps between checkpoints"
@@ -416,6 +423,7 @@ def _config(args: argparse.Namespace, learner: str, seed: int):
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         task_params=_task_params(args.task_param),
+        layout=args.layout,
     )
 
 

@@ -5,6 +5,11 @@
 chunk is one jitted ``lax.scan`` over its steps, in which every step generates the batch's
 inputs, advances the learner, and (every ``update_every`` steps) applies the optax update.
 Nothing in a chunk loops over time in Python.
+
+The batch's streams go through the learner's step in the order that is fastest for the run
+(:func:`rtrlx.learners.choose_layout`: all together, or one after another within each step
+when one stream's traces are large), chosen once when the run starts, kept in the
+checkpoint, and reported in the result.
 """
 
 import dataclasses
@@ -28,6 +33,7 @@ from ._tree import (
 )
 from .cells import CELLS
 from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
+from .learners import LAYOUTS, Layout, choose_layout, layout_step
 from .learners import make as make_learner
 from .learners._registry import valid_names
 from .tasks import TASKS
@@ -61,6 +67,11 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (rounded up to whole chunks; 0: none).
         eval_every: steps between held-out evaluations (0: only at the end).
         task_params: overrides of the task's parameters.
+        layout: how the batch's streams go through the learner's step: ``"batched"``
+            (all together), ``"streams"`` (one after another within each step; learners
+            with ``independent_streams``) or ``"auto"`` (the faster one, measured when the
+            run starts: :func:`rtrlx.learners.choose_layout`). The gradients are the same
+            up to float rounding.
     """
 
     task: str = "copy-curriculum"
@@ -78,6 +89,7 @@ class TrainConfig:
     checkpoint_every: int = 5_000
     eval_every: int = 0
     task_params: dict = field(default_factory=dict)
+    layout: str = "auto"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the valid choices."""
@@ -113,6 +125,13 @@ class TrainConfig:
                 )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise ValueError(f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
+        if self.layout == "streams" and not learner.independent_streams:
+            raise ValueError(
+                f"layout 'streams' needs a learner whose streams share nothing; "
+                f"{self.learner!r} shares state across them. Use --layout auto or batched."
+            )
         task, params = make_task(self.task, **self.task_params)
         if getattr(task, "model", None) is None:
             cell = make_cell(
@@ -160,6 +179,7 @@ class Carry(NamedTuple):
     accum: Any  # gradients summed since the last update
     step: jax.Array  # steps taken, int32
     key: jax.Array  # the loop's PRNG key (data and the task's draws)
+    layout: jax.Array  # index into LAYOUTS of the step's order, int32; -1 until chosen
 
 
 @dataclass
@@ -173,6 +193,7 @@ class Run:
     static: Any
     optimizer: Any
     period: int | None
+    layout: Layout | None = None  # the order of the streams, once chosen
 
     def modules(self, params: Any) -> tuple[Any, Any]:
         """The ``(cell, head)`` modules with ``params``."""
@@ -225,6 +246,7 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         accum=jax.tree.map(jnp.zeros_like, params),
         step=jnp.zeros((), jnp.int32),
         key=k_loop,
+        layout=jnp.asarray(-1, jnp.int32),
     )
     return run, carry
 
@@ -233,7 +255,38 @@ Sums = tuple[jax.Array, jax.Array]  # (training loss, task statistics) summed ov
 
 
 def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
-    config, task, tparams, learner = run.config, run.task, run.task_params, run.learner
+    """The run's chunk: ``n`` steps in the streams' order, chosen on the first call."""
+    chunks: dict[str, Callable[[Carry, int], tuple[Carry, Sums]]] = {}
+
+    def chunk(carry: Carry, n: int) -> tuple[Carry, Sums]:
+        code = int(carry.layout)
+        if code < 0:
+            run.layout = _choose_layout(run, carry)
+            code = LAYOUTS.index(run.layout.name)
+            carry = carry._replace(layout=jnp.asarray(code, jnp.int32))
+        elif run.layout is None:
+            run.layout = Layout(LAYOUTS[code], "kept from the checkpoint")
+        name = LAYOUTS[code]
+        if name not in chunks:
+            chunks[name] = _chunk_in(run, layout_step(run.learner, name))
+        return chunks[name](carry, n)
+
+    return chunk
+
+
+def _choose_layout(run: Run, carry: Carry) -> Layout:
+    """The streams' order for this run (:func:`rtrlx.learners.choose_layout`)."""
+    cell, head = run.modules(carry.params)
+    keys = jax.random.split(carry.key, run.config.batch)
+    _, x, y = jax.vmap(run.task.step, in_axes=(None, None, 0, 0))(
+        run.task_params, carry.level, carry.task_state, keys
+    )
+    return choose_layout(run.learner, cell, head, run.task.loss, x, y, run.config.layout)
+
+
+def _chunk_in(run: Run, learner_step: Callable) -> Callable[[Carry, int], tuple[Carry, Sums]]:
+    """The jitted chunk with ``learner_step`` as the batch's step (one of the layouts)."""
+    config, task, tparams = run.config, run.task, run.task_params
     smoothing = float(getattr(tparams, "smoothing", 0.01))
 
     def one_step(state_sums: tuple[Carry, Sums], _: Any) -> tuple[tuple[Carry, Sums], None]:
@@ -245,10 +298,10 @@ def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
         )
         state = carry.learner_state
         if run.period is not None:  # the task restarts every stream: so do the traces
-            # The fresh state's key is never used: reset_where keeps the running keys.
-            fresh = learner.init(cell, key=jax.random.key(0), batch_size=config.batch)
-            state = reset_where(carry.step % run.period == 0, state, fresh)
-        state, loss, grads = learner.step(cell, head, task.loss, state, x, y)
+            state = lax.cond(
+                carry.step % run.period == 0, lambda s: _restart(run, cell, s), lambda s: s, state
+            )
+        state, loss, grads = learner_step(cell, head, task.loss, state, x, y)
         out = jax.vmap(lambda h: head(cell.features(h)))(state.hidden)
         stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(default_float())
         running = (1 - smoothing) * carry.running + smoothing * stats
@@ -267,12 +320,13 @@ def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
                 jax.tree.map(jnp.zeros_like, accum),
             )
 
-        params, opt_state, accum = lax.cond(
-            (carry.step + 1) % config.update_every == 0,
-            update,
-            lambda args: args,
-            (carry.params, carry.opt_state, accum),
-        )
+        args = (carry.params, carry.opt_state, accum)
+        if config.update_every == 1:
+            params, opt_state, accum = update(args)
+        else:
+            params, opt_state, accum = lax.cond(
+                (carry.step + 1) % config.update_every == 0, update, lambda a: a, args
+            )
         carry = Carry(
             params,
             opt_state,
@@ -283,6 +337,7 @@ def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
             accum,
             carry.step + 1,
             key,
+            carry.layout,
         )
         return (carry, (loss_sum + loss.astype(default_float()), totals + stats)), None
 
@@ -293,6 +348,12 @@ def _chunk_fn(run: Run) -> Callable[[Carry, int], tuple[Carry, Sums]]:
         return carry, sums
 
     return chunk
+
+
+def _restart(run: Run, cell: Any, state: Any) -> Any:
+    """Every stream's learner state afresh (its PRNG keys keep running)."""
+    fresh = run.learner.init(cell, key=jax.random.key(0), batch_size=run.config.batch)
+    return reset_where(jnp.asarray(True), state, fresh)
 
 
 def state_megabytes(run: Run, carry: Carry) -> float:
@@ -348,6 +409,7 @@ def _job(config: TrainConfig) -> Job:
             "steps": info.step,
             "steps_per_second": done / info.seconds if info.seconds > 0 else None,
             "state_mb": state_megabytes(run, carry),
+            "layout": run.layout.as_dict() if run.layout is not None else None,
             "metrics": last,
             "interrupted": info.interrupted,
         }
@@ -391,7 +453,9 @@ def train(
 
     Returns:
         A dict: ``config``, ``metric`` (the task's headline metric name), ``value``, ``steps``,
-        ``steps_per_second``, ``state_mb``, ``metrics`` (the last record), ``interrupted``.
+        ``steps_per_second``, ``state_mb``, ``layout`` (the streams' order and why it was
+        chosen: :class:`rtrlx.learners.Layout`), ``metrics`` (the last record),
+        ``interrupted``.
 
     Raises:
         TrainingError: when the loss or the parameters stop being finite. It names the

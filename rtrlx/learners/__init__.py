@@ -3,6 +3,11 @@
 from ._base import Learner as Learner
 from ._elementwise import TraceState as TraceState
 from ._kronecker import KroneckerState as KroneckerState
+from ._layout import LAYOUTS as LAYOUTS
+from ._layout import Layout as Layout
+from ._layout import choose_layout as choose_layout
+from ._layout import layout_step as layout_step
+from ._layout import streams_step as streams_step
 from ._registry import LEARNERS as LEARNERS
 from ._registry import make as make
 from ._registry import register as register
