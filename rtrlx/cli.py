@@ -511,6 +511,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Cores of CPU time other processes may use during a timing before it is called disturbed.
+DISTURBED = 0.1
+
+
+def _warn_disturbed(err: Any, results: list) -> None:
+    """Name the timings during which other processes used the CPU (their spread is theirs)."""
+    for r in results:
+        if r.other_load is not None and r.other_load > DISTURBED:
+            err.print(
+                f"[yellow]{r.learner}: other processes used {r.other_load:.2f} cores while it "
+                "was timed; on a 2-core machine XLA then waits for the core they take, so "
+                "rerun on a quiet machine for figures to compare.[/yellow]"
+            )
+
+
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
@@ -873,6 +888,7 @@ def _print_times(args: argparse.Namespace, err: Any, rows: list[Any]) -> float |
             rate,
         )
     _stdout_console().print(table)
+    _warn_disturbed(err, results)
     for message in dict.fromkeys(r["message"] for r in rows if isinstance(r, dict)):
         err.print(f"[dim]unsupported:[/] {escape(message)}")
     if limit:

@@ -43,3 +43,20 @@ def test_time_per_step_counts_the_influence_update_of_exact_rtrl_only():
     cell, *_ = problem("elman", hidden=2, steps=3, batch=2, input_size=1)
     assert rtrl.influence_flops_per_step == influence_flops(cell, batch=2)
     assert time_per_step("snap:1", "elman", **kw).influence_flops_per_step is None
+
+
+def test_other_cpu_sees_a_process_that_competes_for_the_cores():
+    import subprocess
+    import sys
+
+    from rtrlx.bench.speed import other_cpu
+
+    def busy_child():
+        code = "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return "done"
+
+    out, load = other_cpu(busy_child)
+    assert out == "done"
+    if load is not None:  # None where /proc/stat cannot be read
+        assert load > 0.5  # the child kept about one core busy for most of the wall time

@@ -1,6 +1,7 @@
 """Time per step of a learner, and of BPTT on the same cell and sequence, in one run."""
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ class SpeedResult:
     influence_flops_per_step: int | None = None
     # Whether sequence_grads ran the batch's streams one after another (``by_stream``).
     by_stream: bool = False
+    # CPU time other processes used while the repetitions ran, in cores (0: a quiet
+    # machine; see ``other_cpu``); None where /proc/stat cannot be read.
+    other_load: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
@@ -57,17 +61,56 @@ def _floats(tree: Any) -> int:
     return total
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
+def _machine_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has used (busy time in /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[:8]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def other_cpu(fn: Callable[[], Any]) -> tuple[Any, float | None]:
+    """``fn()``, and the cores other processes kept busy meanwhile (time-averaged).
+
+    On a 2-core machine XLA splits large operations between both cores; a process that
+    takes one of them makes every such operation wait for its slower half. That, not
+    rtrlx, was the 80-150% spread of sub-millisecond steps: with one busy process beside
+    it, snap(1) on a GRU (n = 128) spread 30% and 196% (XLA's threads off), against 5% on a
+    quiet machine and 4% pinned to a core of its own. Timings report this figure so that
+    a disturbed measurement shows as one.
+    """
+    machine, mine, tic = _machine_cpu_seconds(), time.process_time(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - tic
+    after = _machine_cpu_seconds()
+    if machine is None or after is None or wall <= 0:
+        return out, None
+    others = (after - machine) - (time.process_time() - mine)
+    return out, max(others, 0.0) / wall
+
+
+def _median_seconds(
+    fn: Callable[[], Any], repeats: int
+) -> tuple[float, float, float, float | None]:
     start = time.perf_counter()
     jax.block_until_ready(fn())
     compile_seconds = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
+
+    def timed() -> list[float]:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - start)
+        return times
+
+    times, load = other_cpu(timed)
     median = statistics.median(times)
-    return median, (max(times) - min(times)) / median, compile_seconds
+    return median, (max(times) - min(times)) / median, compile_seconds, load
 
 
 #: Pseudo-learner: the forward pass and the loss only, the cost ``online_deep`` is held to.
@@ -236,7 +279,7 @@ def time_per_step(
     else:
         state_floats = steps * _floats(module.init_state())
     run = jax.jit(_function(learner, module, head, by_stream))
-    median, spread, compile_seconds = _median_seconds(lambda: run(xs, ys), repeats)
+    median, spread, compile_seconds, load = _median_seconds(lambda: run(xs, ys), repeats)
     flops = influence = None
     if built is not None and built.online:
         flops = xla_flops(learner.removesuffix(STREAM), module, head, batch)
@@ -256,4 +299,5 @@ def time_per_step(
         flops_per_step=flops,
         influence_flops_per_step=influence,
         by_stream=runs_by_stream(learner, module, batch, by_stream),
+        other_load=load,
     )

@@ -1,0 +1,308 @@
+"""Does training run at the learner's speed? Train steps/s against bench steps/s, same run.
+
+    .venv/bin/python benchmarks/train_vs_bench.py --rounds 3 --json benchmarks/train_vs_bench.json
+
+For each configuration (batch 16, the copy curriculum's input and output sizes) it measures,
+each in a fresh process and interleaved round by round:
+
+- ``train``: ``rtrlx.train`` (Adam every step), milliseconds per step from the chunks'
+  ``steps_per_second`` after the first chunk (which holds compilation and the layout choice);
+- ``bench``: ``rtrlx.bench.time_per_step``, the learner's ``sequence_grads`` on a random
+  sequence of the same sizes (the bench's own layout choice; for ``diag_rtrl`` also its
+  streaming step, ``diag_rtrl/stream``, which is what an online loop can run);
+- ``online``: the same step scanned over the same sequence with the parameters moved by a
+  plain SGD step after every step (no data, no optimizer state, no metrics): what the
+  learner's step costs once its parameters change every step, so that XLA cannot hoist the
+  work that depends on the parameters alone out of the time loop, as it does in ``bench``;
+- the same-run matmul rates: a 2048² float32 matmul, and the shape of OK's propagation
+  (each stream's ``(rank·rows, S·n) @ (S·n, S·n)``), so that OK's training step can be stated
+  as a fraction of what the machine does on the same products.
+
+It prints a markdown table (medians over rounds, spreads (max - min) / median) and writes
+every figure to the JSON.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+#: (learner, cell, hidden, train steps, train chunk, bench sequence length)
+CONFIGS = [
+    ("rtrl", "gru", 64, 200, 25, 10),
+    ("ok:16", "rhn", 128, 300, 50, 20),
+    ("kf_rtrl", "rhn", 128, 3000, 250, 200),
+    ("snap:1", "gru", 128, 6000, 500, 1000),
+    ("snap:2", "gru", 64, 200, 25, 10),
+    ("diag_rtrl", "lru", 256, 6000, 500, 1000),
+    ("uoro", "rhn", 128, 6000, 500, 1000),
+]
+TASK, BATCH = "copy-curriculum", 16
+
+
+def _median_spread(values: list[float]) -> tuple[float, float]:
+    m = statistics.median(values)
+    return m, (max(values) - min(values)) / m
+
+
+def one_train(index: int) -> dict:
+    """Milliseconds per training step of configuration ``index``."""
+    from rtrlx.train import TrainConfig, train
+
+    learner, cell, hidden, steps, chunk, _ = CONFIGS[index]
+    config = TrainConfig(
+        task=TASK,
+        cell=cell,
+        learner=learner,
+        hidden=hidden,
+        batch=BATCH,
+        steps=steps,
+        chunk=chunk,
+        checkpoint_every=0,
+    )
+    records: list[dict] = []
+    with tempfile.TemporaryDirectory() as out:
+        result = train(config, out=out, on_chunk=records.append)
+    ms = [1e3 / r["steps_per_second"] for r in records[1:]]
+    median, spread = _median_spread(ms)
+    return {"ms_per_step": median, "spread": spread, "chunks": len(ms), "layout": result["layout"]}
+
+
+def one_bench(index: int, stream: bool) -> dict:
+    """Milliseconds per step of ``sequence_grads`` for configuration ``index``."""
+    from rtrlx.bench.speed import time_per_step
+    from rtrlx.tasks import make
+
+    learner, cell, hidden, _, _, steps = CONFIGS[index]
+    task, _ = make(TASK)
+    r = time_per_step(
+        learner + ("/stream" if stream else ""),
+        cell,
+        hidden=hidden,
+        steps=steps,
+        batch=BATCH,
+        input_size=task.input_size,
+        repeats=5,
+    )
+    return {"ms_per_step": 1e3 * r.seconds_per_step, "spread": r.spread, "by_stream": r.by_stream}
+
+
+def one_online(index: int) -> dict:
+    """Milliseconds per step of the learner's step with parameters moved after every step."""
+    import equinox as eqx
+    import jax
+    from jax import lax
+
+    from rtrlx.bench.speed import problem
+    from rtrlx.learners import choose_layout, layout_step, make
+    from rtrlx.losses import mse
+    from rtrlx.tasks import make as make_task
+
+    spec, cell_name, hidden, _, _, steps = CONFIGS[index]
+    task, _ = make_task(TASK)
+    cell, head, xs, ys = problem(
+        cell_name, hidden=hidden, steps=steps, batch=BATCH, input_size=task.input_size
+    )
+    learner = make(spec)
+    layout = choose_layout(learner, cell, head, mse, xs[0], ys[0])
+    step = layout_step(learner, layout.name)
+    params, static = eqx.partition((cell, head), eqx.is_inexact_array)
+
+    @jax.jit
+    def run(params, xs, ys):
+        def body(carry, xy):
+            state, params = carry
+            cell, head = eqx.combine(params, static)
+            state, _, grads = step(cell, head, mse, state, *xy)
+            return (state, jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads)), None
+
+        state = learner.init(cell, key=jax.random.key(0), batch_size=BATCH)
+        return lax.scan(body, (state, params), (xs, ys))[0][1]
+
+    times = []
+    jax.block_until_ready(run(params, xs, ys))
+    for _ in range(5):
+        tic = time.perf_counter()
+        jax.block_until_ready(run(params, xs, ys))
+        times.append(time.perf_counter() - tic)
+    median, spread = _median_spread(times)
+    return {"ms_per_step": 1e3 * median / steps, "spread": spread, "layout": layout.name}
+
+
+def _rate(fn, args, flops: float, repeats: int = 7) -> float:
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - tic)
+    return flops / statistics.median(times) / 1e9
+
+
+def one_matmul() -> dict:
+    """GFLOP/s of a 2048² matmul and of OK's propagation shape (16 streams), float32."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from rtrlx.cells import RHN
+    from rtrlx.cells._base import num_components
+    from rtrlx.learners._kronecker import factor_shapes
+
+    k = jax.random.split(jax.random.key(0), 4)
+    a = jax.random.normal(k[0], (2048, 2048))
+    square = _rate(jax.jit(lambda a: a @ a), (a,), 2 * 2048**3)
+    cell = RHN(5, 128, key=k[1])  # the copy curriculum's input size; rows and S·n matter only
+    size = num_components(cell) * cell.hidden_size
+    rows = sum(s.rows for s in factor_shapes(cell, cell.kron_factors()))
+    traces = jax.random.normal(k[2], (BATCH, 16 * rows, size))
+    jac = jax.random.normal(k[3], (BATCH, size, size))
+    flops = 2 * BATCH * 16 * rows * size * size
+
+    def in_cache(t, j):  # one stream's traces against every Jacobian: operands stay in cache
+        return lax.fori_loop(0, BATCH, lambda i, acc: acc + t @ j[i], jnp.zeros_like(t))
+
+    rates = {
+        "one_stream_in_cache": _rate(jax.jit(in_cache), (traces[0], jac), flops),
+        "streams": _rate(
+            jax.jit(lambda t, j: lax.map(lambda p: p[0] @ p[1], (t, j))), (traces, jac), flops
+        ),
+        "batched": _rate(jax.jit(lambda t, j: t @ j), (traces, jac), flops),
+    }
+    return {
+        "square_2048_gflops": square,
+        "ok_propagation_gflops": max(rates.values()),
+        "ok_propagation_gflops_by_layout": rates,
+        "ok_propagation_flops_per_step": flops,
+    }
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(rounds: int) -> dict:
+    """Every round: the matmul rates, then each configuration's train and bench."""
+    runs: list[dict] = []
+    for r in range(rounds):
+        got: dict = {"matmul": _child("matmul"), "configs": []}
+        for i, (learner, *_rest) in enumerate(CONFIGS):
+            entry = {
+                "learner": learner,
+                "train": _child("train", str(i)),
+                "bench": _child("bench", str(i)),
+                "online": _child("online", str(i)),
+            }
+            if learner == "diag_rtrl":
+                entry["bench_stream"] = _child("stream", str(i))
+            got["configs"].append(entry)
+            print(f"round {r + 1}: {learner} done", file=sys.stderr, flush=True)
+        runs.append(got)
+    return {"rounds": runs, "summary": summarise(runs)}
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per configuration: medians and spreads over rounds, and the train/bench ratio."""
+    rows = []
+    for i, (learner, cell, hidden, *_rest) in enumerate(CONFIGS):
+        entries = [run["configs"][i] for run in runs]
+        row = {"learner": learner, "cell": cell, "hidden": hidden}
+        for side in ("train", "bench", "bench_stream", "online"):
+            if side in entries[0]:
+                values = [e[side]["ms_per_step"] for e in entries]
+                median, spread = _median_spread(values)
+                row[side] = {"ms_per_step": median, "spread": spread}
+                row[side]["within_run_spreads"] = [e[side]["spread"] for e in entries]
+        row["ratio"] = statistics.median(
+            e["bench"]["ms_per_step"] / e["train"]["ms_per_step"] for e in entries
+        )
+        if "bench_stream" in row:
+            row["ratio_stream"] = statistics.median(
+                e["bench_stream"]["ms_per_step"] / e["train"]["ms_per_step"] for e in entries
+            )
+        row["ratio_online"] = statistics.median(
+            e["online"]["ms_per_step"] / e["train"]["ms_per_step"] for e in entries
+        )
+        row["layout"] = entries[-1]["train"]["layout"]["name"]
+        row["bench_by_stream"] = entries[-1]["bench"]["by_stream"]
+        if learner == "ok:16":
+            fractions = [
+                run["matmul"]["ok_propagation_flops_per_step"]
+                / (e["train"]["ms_per_step"] / 1e3)
+                / 1e9
+                / run["matmul"]["ok_propagation_gflops"]
+                for run, e in zip(runs, entries, strict=True)
+            ]
+            row["propagation_fraction_of_same_shape_rate"] = statistics.median(fractions)
+        rows.append(row)
+    return rows
+
+
+def table(result: dict) -> str:
+    """The summary as markdown."""
+    rates = [run["matmul"] for run in result["rounds"]]
+    lines = [
+        "matmul 2048² GFLOP/s: " + ", ".join(f"{m['square_2048_gflops']:.0f}" for m in rates),
+        "OK propagation shape GFLOP/s: "
+        + ", ".join(f"{m['ok_propagation_gflops']:.0f}" for m in rates),
+        "",
+        "| learner | cell | train ms/step (spread) | layout | bench ms/step (spread) | "
+        "train/bench speed | online step ms (spread) | train/online speed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["summary"]:
+        bench = f"{row['bench']['ms_per_step']:.4g} ({row['bench']['spread']:.0%})"
+        ratio = f"{row['ratio']:.2f}"
+        if "bench_stream" in row:
+            s = row["bench_stream"]
+            bench += f"; stream {s['ms_per_step']:.4g} ({s['spread']:.0%})"
+            ratio += f"; stream {row['ratio_stream']:.2f}"
+        train = row["train"]
+        lines.append(
+            f"| {row['learner']} | {row['cell']} {row['hidden']} | "
+            f"{train['ms_per_step']:.4g} ({train['spread']:.0%}) | {row['layout']} | {bench} | "
+            f"{ratio} | {row['online']['ms_per_step']:.4g} ({row['online']['spread']:.0%}) | "
+            f"{row['ratio_online']:.2f} |"
+        )
+        if "propagation_fraction_of_same_shape_rate" in row:
+            f = row["propagation_fraction_of_same_shape_rate"]
+            lines.append(f"|  | OK propagation in training: {f:.0%} of the same-shape rate |||||")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Command line: ``--rounds`` and ``--json``, or ``--one`` for a child process."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--one", nargs="+", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        what, *rest = args.one
+        index = int(rest[0]) if rest else 0
+        got = {
+            "train": lambda: one_train(index),
+            "bench": lambda: one_bench(index, stream=False),
+            "stream": lambda: one_bench(index, stream=True),
+            "online": lambda: one_online(index),
+            "matmul": one_matmul,
+        }[what]()
+        print(json.dumps(got))
+        return
+    result = measure(args.rounds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
