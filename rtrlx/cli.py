@@ -355,6 +355,12 @@ def _rl_parser(sub: Any) -> None:
     )
     rl.add_argument("--steps", type=_positive, default=d.steps, help="env steps per seed")
     rl.add_argument("--seeds", type=_positive, default=d.seeds, help=f"seeds ({d.seeds})")
+    rl.add_argument(
+        "--layout",
+        choices=("auto", "batched", "streams"),
+        default=d.layout,
+        help="order of the environments' streams in real-time PPO's learner steps (auto)",
+    )
     rl.add_argument("--seed", type=int, default=0, help="first seed (0)")
     rl.add_argument("--chunks", type=_positive, default=d.chunks, help="progress updates (20)")
     rl.add_argument("--lr", type=float, default=None, help="learning rate (the agent's default)")
@@ -619,6 +625,7 @@ def _rl_config(args: argparse.Namespace) -> Any:
         seed=args.seed,
         chunks=args.chunks,
         agent_params=agent_params,
+        layout=args.layout,
     )
 
 

@@ -122,3 +122,35 @@ def test_actor_critic_refuses_a_learner_without_per_step_gradients(learner):
         rtrlx.rl.actor_critic(ENV, ENV_PARAMS, _cell("gru"), learner)
     renamed = rtrlx.rtrl()._replace(name="tbptt:4")  # per-step gradients under any name
     rtrlx.rl.actor_critic(ENV, ENV_PARAMS, _cell("gru"), renamed)
+
+
+def test_real_time_ppo_learns_the_same_in_either_order_of_the_streams():
+    config = rtrlx.rl.PPOConfig(envs=3, rollout=8, minibatches=2, epochs=2)
+    params = {}
+    for layout in ("batched", "streams"):
+        agent = rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), rtrlx.rtrl(), config, 4, layout)
+        state, _ = agent.chunk(agent.init(jax.random.key(0)), 2)
+        params[layout] = _flat(eqx.filter(state, eqx.is_inexact_array))
+    np.testing.assert_allclose(params["streams"], params["batched"], rtol=1e-8, atol=1e-10)
+
+
+def test_the_rl_run_reports_its_order(tmp_path):
+    from rtrlx.rl.run import RLConfig, train
+
+    config = RLConfig(
+        agent="ppo",
+        core="gru",
+        learner="rtrl",
+        hidden=3,
+        steps=64,
+        seeds=1,
+        chunks=1,
+        agent_params={"envs": 2, "rollout": 8, "minibatches": 2},
+        layout="streams",
+    )
+    summary = train(config)
+    assert summary["records"][0]["layout"] == {
+        "name": "streams",
+        "reason": "asked for",
+        "ms_per_step": {},
+    }

@@ -34,7 +34,7 @@ from .._errors import UnsupportedCellError
 from .._tree import reset_where, with_standard_promotion
 from .._types import State
 from ..cells._base import AbstractCell
-from ..learners import Learner
+from ..learners import Learner, layout_step
 from ._base import Environment
 from .core import Agent, build_network, entropy, env_gamma, split_output
 
@@ -173,6 +173,7 @@ def ppo(
     learner: Learner,
     config: PPOConfig = PPOConfig(),
     head_width: int = 64,
+    layout: str = "batched",
 ) -> Agent:
     """PPO whose recurrent core learns in real time (RTRL) or by truncated BPTT.
 
@@ -188,6 +189,9 @@ def ppo(
             real-time gradients (``diag_rtrl``, ``rtrl``, ``snap:1``).
         config: hyperparameters.
         head_width: hidden width of the value and policy heads.
+        layout: the order of the streams in the real-time learner's batched steps,
+            ``"batched"`` or ``"streams"`` (:func:`rtrlx.learners.streams_step`; see
+            :func:`rtrlx.learners.choose_layout`). Truncated PPO ignores it.
 
     Returns:
         An :class:`Agent`; an iteration is one rollout and update, ``config.rollout``
@@ -217,8 +221,9 @@ def ppo(
         Elelimy, White, Bowling, White. Real-Time Recurrent Learning using Trace Units in
         Reinforcement Learning. NeurIPS 2024. https://arxiv.org/abs/2409.01449
     """
-    variant = realtime_ppo if learner.truncation is None else truncated_ppo
-    return variant(env, env_params, cell_factory, learner, config, head_width)
+    if learner.truncation is not None:
+        return truncated_ppo(env, env_params, cell_factory, learner, config, head_width)
+    return realtime_ppo(env, env_params, cell_factory, learner, config, head_width, layout)
 
 
 def realtime_ppo(
@@ -228,6 +233,7 @@ def realtime_ppo(
     learner: Learner,
     config: PPOConfig = PPOConfig(),
     head_width: int = 64,
+    layout: str = "batched",
 ) -> Agent:
     """Real-time PPO: each transition's loss through one learner step from its stored state.
 
@@ -253,20 +259,21 @@ def realtime_ppo(
     if (config.rollout * config.envs) % config.minibatches:
         raise _split_error(config, "")
     per_sample = ppo_loss(config)
+    step = layout_step(learner, layout)
 
     def fresh(cell, key):
         return learner.init(cell, key=key, batch_size=config.envs)
 
     def advance(cell, head, memory, obs):
         zero_y = jnp.zeros(config.envs, obs.dtype)
-        memory = learner.step(cell, head, _no_loss, memory, obs, zero_y)[0]
+        memory = step(cell, head, _no_loss, memory, obs, zero_y)[0]
         return memory, _outputs(cell, head, memory.hidden)
 
     def samples(a):  # every step of every env is a sample
         return a.reshape(-1, *a.shape[2:])
 
     def gradient(cell, head, batch, y):
-        _, loss, grads = learner.step(cell, head, per_sample, batch.memory, batch.obs, y)
+        _, loss, grads = step(cell, head, per_sample, batch.memory, batch.obs, y)
         return loss, grads
 
     variant = Variant(fresh, advance, samples, gradient)

@@ -17,11 +17,14 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._extras import require
 from ..driver import ChunkInfo, Job, RunInfo, drive
+from ..learners import LAYOUTS, Layout, choose_layout
 from ..learners import make as make_learner
+from ..losses import mse
 from ._registry import make as make_env
 from .actor_critic import ACConfig, actor_critic
 from .conditioning import return_error
@@ -51,6 +54,11 @@ class RLConfig:
         chunks: progress updates (and checkpoints) over the run.
         agent_params: the agent's hyperparameters by name (``ACConfig`` or ``PPOConfig``
             fields, e.g. ``{"lr": 1e-3}``).
+        layout: the order of the environments' streams in real-time PPO's learner steps:
+            ``"batched"``, ``"streams"`` or ``"auto"`` (:func:`rtrlx.learners.choose_layout`,
+            measured when the run is built; a core sized by ``recurrent_params`` has a state
+            far under the 256 KiB from which the order is measured, and stays batched). The
+            actor-critic runs one stream per agent, so it has no order to choose.
     """
 
     env: str = "RepeatPreviousEasy"
@@ -65,6 +73,7 @@ class RLConfig:
     seed: int = 0
     chunks: int = 20
     agent_params: dict = field(default_factory=dict)
+    layout: str = "auto"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the fix."""
@@ -79,6 +88,8 @@ class RLConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.hidden is not None and (not _is_int(self.hidden) or self.hidden < 1):
             raise ValueError(f"hidden must be a positive integer, got {self.hidden!r}.")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise ValueError(f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
         hyper = ACConfig if self.agent == "ac" else PPOConfig
         fields = {f.name: f for f in dataclasses.fields(hyper)}
         unknown = set(self.agent_params) - set(fields)
@@ -132,6 +143,7 @@ class Setup:
     """A run's agent and the numbers that describe it."""
 
     agent: Agent
+    layout: Layout  # the order of the streams in the learner's batched steps
     hidden: int
     recurrent_params: int
     iterations_per_chunk: int
@@ -154,21 +166,33 @@ def build(config: RLConfig) -> Setup:
         agent = actor_critic(
             env, env_params, cell, learner, ACConfig(**config.agent_params), config.head_width
         )
+        layout = Layout("batched", "the actor-critic runs one stream per agent")
     else:
-        agent = ppo(
-            env, env_params, cell, learner, PPOConfig(**config.agent_params), config.head_width
-        )
+        hyper = PPOConfig(**config.agent_params)
+        layout = _ppo_layout(config, learner, cell, d, hyper.envs)
+        agent = ppo(env, env_params, cell, learner, hyper, config.head_width, layout.name)
     per_iteration = agent.steps_per_iteration * agent.streams
     iterations = max(1, config.steps // per_iteration)
     chunks = min(config.chunks, iterations)
     return Setup(
         agent=agent,
+        layout=layout,
         hidden=hidden,
         recurrent_params=recurrent_params(config.core, d, hidden),
         iterations_per_chunk=math.ceil(iterations / chunks),
         chunks=math.ceil(iterations / math.ceil(iterations / chunks)),
         prediction=env.num_actions == 1,
     )
+
+
+def _ppo_layout(config: RLConfig, learner: Any, cell: Any, d: int, envs: int) -> Layout:
+    """The order of real-time PPO's streams (truncated PPO replays whole sequences)."""
+    if learner.truncation is not None:
+        return Layout("batched", "truncated PPO replays sequences through its own path")
+    core = cell(jax.random.key(0))
+    head = eqx.nn.Linear(core.output_size, 1, key=jax.random.key(1))
+    x = jnp.zeros((envs, d))
+    return choose_layout(learner, core, head, mse, x, jnp.zeros((envs, 1)), config.layout)
 
 
 def chunk_metrics(records: dict, gamma: float, prediction: bool) -> dict:
@@ -270,6 +294,7 @@ def _summary(config: RLConfig, setup: Setup, chunks: list[dict], interrupted: bo
             "seed": config.seed + s,
             "hidden": setup.hidden,
             "recurrent_params": setup.recurrent_params,
+            "layout": setup.layout.as_dict(),
             "steps": ends[-1] if ends else 0,
             **finals[s],
             "steps_per_second": rate,
@@ -317,7 +342,8 @@ def train(
     Returns:
         ``{"config", "records": [one per seed], "chunks": [per-chunk records],
         "interrupted"}`` (Ctrl-C saves the last finished chunk's state); a seed's
-        record has env, core, learner, agent, seed, hidden, recurrent_params, steps,
+        record has env, core, learner, agent, seed, hidden, recurrent_params, layout
+        (the order of the streams and why: :class:`rtrlx.learners.Layout`), steps,
         final_return (and final_msre on prediction tasks), steps_per_second (this seed's
         environment steps per second while all seeds ran together) and
         total_steps_per_second.
