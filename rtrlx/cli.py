@@ -972,6 +972,9 @@ def _bench_suite(args: argparse.Namespace, err: Any) -> int:
             met = "[green]yes[/]" if t["met"] else "[red]no[/]"
             targets.add_row(case["case"], t["target"], value + unit, met)
     console.print(targets)
+    from .bench.suite import REFERENCES_NOTE
+
+    err.print(REFERENCES_NOTE)
     report |= {"suite": args.suite, **_machine()}
     if args.json:
         with open(args.json, "w") as fh:

@@ -106,6 +106,13 @@ def _flat_memory(learner: str, tolerance: float) -> Callable[[dict, dict], tuple
     return measure
 
 
+#: Where the ratios against outside code come from: the suite cannot run them (each needs its
+#: own environment), and a reference timed on another day is not a ratio.
+REFERENCES_NOTE = (
+    "Ratios against the research code (the official OK code, braintrace) are measured in the "
+    "same run as the reference: python benchmarks/side_by_side.py (see its docstring)."
+)
+
 #: The default suite (about 4 minutes on 2 CPU cores).
 DEFAULT: tuple[Case, ...] = (
     Case(
@@ -117,11 +124,25 @@ DEFAULT: tuple[Case, ...] = (
         batch=1,
         targets=(
             Target(
-                "KF-RTRL >= 5x the numpy framework (0.2 ms/step)", _ms("kf_rtrl", 64, 0.04), "ms"
+                "KF-RTRL <= 0.04 ms/step (5x the numpy framework's 0.2 ms on another day)",
+                _ms("kf_rtrl", 64, 0.04),
+                "ms",
             ),
-            Target("UORO >= 5x the numpy framework (0.2 ms/step)", _ms("uoro", 64, 0.04), "ms"),
-            Target("RFLO >= 5x the numpy framework (0.12 ms/step)", _ms("rflo", 64, 0.024), "ms"),
-            Target("RTRL >= 5x the numpy framework (1.3 ms/step)", _ms("rtrl", 64, 0.26), "ms"),
+            Target(
+                "UORO <= 0.04 ms/step (5x the numpy framework's 0.2 ms on another day)",
+                _ms("uoro", 64, 0.04),
+                "ms",
+            ),
+            Target(
+                "RFLO <= 0.024 ms/step (5x the numpy framework's 0.12 ms on another day)",
+                _ms("rflo", 64, 0.024),
+                "ms",
+            ),
+            Target(
+                "RTRL <= 0.26 ms/step (5x the numpy framework's 1.3 ms on another day)",
+                _ms("rtrl", 64, 0.26),
+                "ms",
+            ),
         ),
     ),
     Case(
@@ -132,13 +153,9 @@ DEFAULT: tuple[Case, ...] = (
         steps=200,
         batch=16,
         learner_steps={"ok:16": 20},
-        targets=(
-            Target(
-                "OK rank 16 >= 20x the official TF code (0.47 s/step)",
-                _ms("ok:16", 128, 23.5),
-                "ms",
-            ),
-        ),
+        # Its ratio to the official TF code is measured in the same run as the reference:
+        # benchmarks/side_by_side.py (REFERENCES_NOTE).
+        targets=(),
     ),
     Case(
         "gru",
@@ -160,11 +177,6 @@ DEFAULT: tuple[Case, ...] = (
                 _same_shape_share(128, 0.9),
                 "of matmul",
             ),
-            Target(
-                "snap(1), n=128, T=1000: >= 2x braintrace D_RTRL (1,500 steps/s)",
-                _ms("snap:1", 128, 1e3 / 3000),
-                "ms",
-            ),
         ),
     ),
     Case(
@@ -185,11 +197,6 @@ DEFAULT: tuple[Case, ...] = (
                 "diag_rtrl streaming step <= 1.0x BPTT (same run)",
                 _ratio("diag_rtrl/stream", 256, 1.0),
                 "x",
-            ),
-            Target(
-                "diag_rtrl streaming step >= 5x braintrace D_RTRL (1,500 steps/s)",
-                _ms("diag_rtrl/stream", 256, 1e3 / 7500),
-                "ms",
             ),
             Target(
                 "diag_rtrl memory at T=100k within 10% of T=1k (chunked)",
