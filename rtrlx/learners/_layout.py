@@ -151,7 +151,7 @@ def choose_layout(
         x: one step's inputs for the batch, ``(batch, input)``.
         y: one step's targets for the batch.
         layout: ``"auto"``, ``"batched"`` or ``"streams"``.
-        repeats: timed steps per candidate when measuring.
+        repeats: timed calls of :data:`STEPS` steps per candidate when measuring.
 
     Returns:
         The :class:`Layout`.
@@ -185,29 +185,28 @@ def choose_layout(
     if size < MEASURE_BYTES:
         under = f"one stream's state ({size // 1024} KiB) is under {MEASURE_BYTES // 1024} KiB"
         return Layout("batched", under)
-    times = {
-        name: _ms_per_step(learner, name, cell, head, loss_fn, x, y, repeats) for name in LAYOUTS
-    }
+    runs = {name: _timed_steps(learner, name, cell, head, loss_fn, x, y) for name in LAYOUTS}
+    best_seconds = {name: float("inf") for name in LAYOUTS}
+    for _ in range(repeats):  # interleaved, so that a disturbance hits both orders alike
+        for name, run in runs.items():
+            best_seconds[name] = min(best_seconds[name], run())
+    times = {name: 1e3 * t / STEPS for name, t in best_seconds.items()}
     best = min(times, key=times.__getitem__)
     return Layout(best, "measured faster on this machine", times)
 
 
-def _ms_per_step(
-    learner: Learner,
-    layout: str,
-    cell: Any,
-    head: Any,
-    loss_fn: LossFn,
-    x: Any,
-    y: Any,
-    repeats: int,
-    steps: int = 4,
-) -> float:
-    """Median milliseconds per batched step in ``layout``, after compiling.
+#: Steps per timed call when measuring an order.
+STEPS = 4
 
-    The steps run as a ``lax.scan`` of ``steps`` with the state donated, as in a training
-    loop: a lone jitted step would copy the whole state in and out at every call and time
-    the copies, not the step (3x the in-loop time for exact RTRL on a GRU with n = 64).
+
+def _timed_steps(
+    learner: Learner, layout: str, cell: Any, head: Any, loss_fn: LossFn, x: Any, y: Any
+) -> Callable[[], float]:
+    """A function timing :data:`STEPS` batched steps in ``layout`` (seconds), warmed up.
+
+    The steps run as a ``lax.scan`` with the state donated, as in a training loop: a lone
+    jitted step would copy the whole state in and out at every call and time the copies,
+    not the step (3x the in-loop time for exact RTRL on a GRU with n = 64).
     """
     step = layout_step(learner, layout)
 
@@ -218,16 +217,17 @@ def _ms_per_step(
             state, loss, grads = step(cell, head, loss_fn, state, x, y)
             return (state, jax.tree.map(jnp.add, total, (loss, grads))), None
 
-        return lax.scan(body, carry, None, length=steps)[0]
+        return lax.scan(body, carry, None, length=STEPS)[0]
 
     state = learner.init(cell, key=jax.random.key(0), batch_size=x.shape[0])
     zero = jnp.zeros((), jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array))[0].dtype)
     # The summed loss and gradients are outputs, so that no part of the step is dead code.
-    carry = advance((state, (zero, zeros_grads(cell, head))))
-    times = []
-    for _ in range(repeats):
-        jax.block_until_ready(carry)
+    carry = [advance((state, (zero, zeros_grads(cell, head))))]
+    carry[0] = jax.block_until_ready(advance(carry[0]))  # the first calls allocate
+
+    def run() -> float:
         tic = time.perf_counter()
-        carry = jax.block_until_ready(advance(carry))
-        times.append(time.perf_counter() - tic)
-    return 1e3 * sorted(times)[len(times) // 2] / steps
+        carry[0] = jax.block_until_ready(advance(carry[0]))
+        return time.perf_counter() - tic
+
+    return run
