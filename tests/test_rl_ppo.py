@@ -124,6 +124,7 @@ def test_actor_critic_refuses_a_learner_without_per_step_gradients(learner):
     rtrlx.rl.actor_critic(ENV, ENV_PARAMS, _cell("gru"), renamed)
 
 
+@pytest.mark.slow
 def test_real_time_ppo_learns_the_same_in_either_order_of_the_streams():
     config = rtrlx.rl.PPOConfig(envs=3, rollout=8, minibatches=2, epochs=2)
     params = {}

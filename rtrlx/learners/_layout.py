@@ -140,8 +140,9 @@ def choose_layout(
     ``independent_streams``). ``"auto"`` keeps the batched step when the streams share
     state, the batch has one stream, the backend is not the CPU (an accelerator fills up
     with the batch) or one stream's state is under :data:`MEASURE_BYTES`; otherwise it
-    times both orders on this machine (``repeats`` steps each after compiling, from the
-    learner's initial state) and takes the faster.
+    times both orders on this machine, ``repeats`` calls of :data:`STEPS` steps each,
+    interleaved, after compiling and a warm-up call, and takes the one with the faster best
+    call.
 
     Args:
         learner: the learner.
