@@ -198,6 +198,7 @@ def assert_rule_equals_generic(cell, generic, key, rule_trace):
         np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.slow  # make test stays under 10 minutes on 2 cores
 def test_lru_closed_form_rule_equals_the_generic_update():
     """The LRU's complex traces give, step by step, the generic element-wise gradients."""
 

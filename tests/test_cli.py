@@ -250,6 +250,7 @@ def test_compare_fails_when_every_run_fails(tmp_path, capsys):
     assert not (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.slow  # make test stays under 10 minutes on 2 cores
 def test_compare_is_a_library_function_and_reruns_replace_its_runs(tmp_path):
     import rtrlx
     from rtrlx.train import TrainConfig

@@ -107,6 +107,7 @@ def test_bench_plot_needs_memory_steps(tmp_path, capsys, no_work):
     assert not (tmp_path / "memory.png").exists()
 
 
+@pytest.mark.slow  # make test stays under 10 minutes on 2 cores
 def test_bench_shows_an_unsupported_pair_and_writes_everything_else(tmp_path, capsys):
     """kf_rtrl has no Kronecker factor on an LRU: a row says so, and the run goes on. The
     output folder is created, and the reason keeps its ``[h; x]`` (escaped from rich)."""

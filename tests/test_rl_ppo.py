@@ -135,6 +135,7 @@ def test_real_time_ppo_learns_the_same_in_either_order_of_the_streams():
     np.testing.assert_allclose(params["streams"], params["batched"], rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow  # make test stays under 10 minutes on 2 cores
 def test_the_rl_run_reports_its_order(tmp_path):
     from rtrlx.rl.run import RLConfig, train
 
