@@ -33,7 +33,7 @@ from ._tree import (
 )
 from .cells import CELLS
 from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
-from .learners import LAYOUTS, Layout, choose_layout, layout_step
+from .learners import LAYOUTS, Layout, check_layout, choose_layout, layout_step
 from .learners import make as make_learner
 from .learners._registry import valid_names
 from .tasks import TASKS
@@ -125,13 +125,7 @@ class TrainConfig:
                 )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
-        if self.layout not in ("auto", *LAYOUTS):
-            raise ValueError(f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
-        if self.layout == "streams" and not learner.independent_streams:
-            raise ValueError(
-                f"layout 'streams' needs a learner whose streams share nothing; "
-                f"{self.learner!r} shares state across them. Use --layout auto or batched."
-            )
+        check_layout(self.layout, learner)
         task, params = make_task(self.task, **self.task_params)
         if getattr(task, "model", None) is None:
             cell = make_cell(

@@ -99,7 +99,7 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
         ({"layers": 2}, "use --cell deep-lru or deep-rtu"),
         ({"cell": "deep-lru", "learner": "snap:1"}, "unit.local"),
         ({"layout": "sideways"}, "valid: auto, batched, streams"),
-        ({"learner": "rflo", "layout": "streams"}, "shares state across them"),
+        ({"learner": "rflo", "layout": "streams"}, "shares state across the streams"),
     ],
 )
 def test_bad_configs_name_the_fix(change, message):

@@ -5,6 +5,7 @@ from ._elementwise import TraceState as TraceState
 from ._kronecker import KroneckerState as KroneckerState
 from ._layout import LAYOUTS as LAYOUTS
 from ._layout import Layout as Layout
+from ._layout import check_layout as check_layout
 from ._layout import choose_layout as choose_layout
 from ._layout import layout_step as layout_step
 from ._layout import streams_step as streams_step

@@ -123,6 +123,19 @@ def stream_state_bytes(learner: Learner, cell: Any) -> int:
     return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(one))
 
 
+def check_layout(layout: str, learner: Learner) -> None:
+    """Refuse an unknown layout, and ``"streams"`` for a learner whose streams share state.
+
+    Raises:
+        ValueError: naming the valid layouts, or why the learner cannot run its streams in
+            turn.
+    """
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"unknown layout {layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
+    if layout == "streams":
+        streams_step(learner)  # refuses a learner whose streams share state
+
+
 def choose_layout(
     learner: Learner,
     cell: Any,
@@ -170,10 +183,7 @@ def choose_layout(
         ...               jnp.ones((3, 2)), jnp.zeros((3, 1))).name
         'batched'
     """
-    if layout not in ("auto", *LAYOUTS):
-        raise ValueError(f"unknown layout {layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
-    if layout == "streams":
-        streams_step(learner)  # refuses a learner whose streams share state
+    check_layout(layout, learner)
     if layout != "auto":
         return Layout(layout, "asked for")
     if not learner.independent_streams:

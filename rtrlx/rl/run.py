@@ -22,7 +22,7 @@ import numpy as np
 
 from .._extras import require
 from ..driver import ChunkInfo, Job, RunInfo, drive
-from ..learners import LAYOUTS, Layout, choose_layout
+from ..learners import Layout, check_layout, choose_layout
 from ..learners import make as make_learner
 from ..losses import mse
 from ._registry import make as make_env
@@ -88,8 +88,7 @@ class RLConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.hidden is not None and (not _is_int(self.hidden) or self.hidden < 1):
             raise ValueError(f"hidden must be a positive integer, got {self.hidden!r}.")
-        if self.layout not in ("auto", *LAYOUTS):
-            raise ValueError(f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}.")
+        check_layout(self.layout, make_learner(self.learner_spec))
         hyper = ACConfig if self.agent == "ac" else PPOConfig
         fields = {f.name: f for f in dataclasses.fields(hyper)}
         unknown = set(self.agent_params) - set(fields)
