@@ -8,9 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import (
+    BATCH,
     CELL_SPECS,
     DENSE,
     DIAGONAL,
+    HIDDEN,
+    INPUT,
+    OUT,
     USER_CELL_SPECS,
     T,
     flat,
@@ -256,6 +260,55 @@ def test_a_wrong_kronecker_declaration_is_refused():
         with pytest.raises(rtrlx.UnsupportedCellError, match="outside the pre-activations"):
             rtrlx.learners.make(spec).init(cell, key=jax.random.key(0))
     assert not rtrlx.ok(9).exact_on(cell)
+
+
+@pytest.mark.parametrize("cell_name", ["gru", "lstm", "rhn", "elman"])
+def test_unit_blocks_from_preactivations_equal_forward_mode(cell_name):
+    """SnAp-1's O(n) unit-diagonal blocks of J_h are the forward-mode Jacobian's diagonal."""
+    from rtrlx.cells._base import state_to_units, units_to_state
+    from rtrlx.learners._unit_jacobian import kron_selection, kron_unit_blocks
+
+    cell, _, xs, _ = make_problem(cell_name)
+    sel = kron_selection(cell)
+    assert sel is not None
+    like = cell.init_state()
+    units = jax.random.normal(jax.random.key(5), state_to_units(like).shape)
+    jac = jax.jacfwd(lambda u: state_to_units(cell(units_to_state(u, like), xs[0])))(units)
+    want = jnp.diagonal(jac, axis1=1, axis2=3)
+    np.testing.assert_allclose(kron_unit_blocks(cell, units, xs[0], sel), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell_name", ["gru", "lstm", "rhn"])
+def test_snap1_gradient_is_the_same_by_either_block_path(cell_name, monkeypatch):
+    import rtrlx.learners._elementwise as elementwise
+
+    cell, head, xs, ys = make_problem(cell_name, batch=BATCH)
+    _, closed = rtrlx.sequence_grads(rtrlx.snap(1), cell, head, rtrlx.losses.mse, xs, ys)
+    monkeypatch.setattr(elementwise, "kron_selection", lambda cell: None)
+    _, forward = rtrlx.sequence_grads(rtrlx.snap(1), cell, head, rtrlx.losses.mse, xs, ys)
+    np.testing.assert_allclose(flat(closed), flat(forward), rtol=1e-10, atol=1e-14)
+
+
+class _MixedGates(rtrlx.cells.RHN):
+    """An RHN whose gate also reads its neighbour's state: not unit-local after ``W a``."""
+
+    def from_preactivations(self, state, x, pre):
+        n = self.hidden_size
+        (z,) = pre
+        gate = jax.nn.sigmoid(z[n:] + 0.5 * jnp.roll(state, 1))
+        return gate * state + (1 - gate) * (2 * jax.nn.sigmoid(z[:n]) - 1)
+
+
+def test_a_cell_not_unit_local_around_its_preactivations_keeps_forward_mode():
+    from rtrlx.learners._unit_jacobian import kron_selection
+
+    k = jax.random.split(jax.random.key(4), 3)
+    cell = perturb(_MixedGates(INPUT, HIDDEN, key=k[0]), k[1])
+    assert kron_selection(cell) is None
+    head = eqx.nn.Linear(HIDDEN, OUT, key=k[2])
+    xs, ys = jax.random.normal(k[2], (T, INPUT)), jax.random.normal(k[1], (T, OUT))
+    _, g = rtrlx.sequence_grads(rtrlx.snap(1), cell, head, rtrlx.losses.mse, xs, ys)
+    assert np.all(np.isfinite(flat(g)))
 
 
 class _Shifted(rtrlx.cells.AbstractCell):

@@ -23,6 +23,7 @@ from ..cells._base import AbstractCell, state_to_units, units_to_state
 from ._base import Learner, batch_init, check_cell, is_batched, readout_batch, zeros_grads
 from ._structure import diagonal, require_unit_owner, unit_owner
 from ._structure import require_diagonal as require_declared_diagonal
+from ._unit_jacobian import kron_selection, kron_unit_blocks
 
 
 class TraceState(NamedTuple):
@@ -123,8 +124,12 @@ def _unit_blocks(cell: AbstractCell, params: Any, static: Any, units: Array, x: 
     else:
         new_units, pull = jax.vjp(lambda p: f(p, units), params)
         (j_theta,) = jax.vmap(pull)(rows)
-        jac = jax.jacfwd(lambda u: f(params, u))(units)  # (S, n, S, n)
-        blocks = jnp.diagonal(jac, axis1=1, axis2=3)  # (S, S, n)
+        sel = kron_selection(cell)
+        if sel is not None:  # O(n) from the pre-activations, checked against forward mode
+            blocks = kron_unit_blocks(eqx.combine(params, static), units, x, sel)
+        else:
+            jac = jax.jacfwd(lambda u: f(params, u))(units)  # (S, n, S, n)
+            blocks = jnp.diagonal(jac, axis1=1, axis2=3)  # (S, S, n)
     return new_units, j_theta, blocks
 
 

@@ -390,9 +390,14 @@ def _kronecker_violation(cell: AbstractCell) -> str:
     return at_every_probe(cell, violation)
 
 
+def kronecker_violation(cell: AbstractCell) -> str:
+    """Why the cell's Kronecker declaration does not hold ("" when it does)."""
+    return cached("kronecker", cell, _kronecker_violation, _unchecked)
+
+
 def require_kronecker(cell: AbstractCell, learner: str) -> None:
     """Refuse a cell whose ``kron_factors()`` / ``from_preactivations`` do not describe it."""
-    why = cached("kronecker", cell, _kronecker_violation, _unchecked)
+    why = kronecker_violation(cell)
     if why:
         raise UnsupportedCellError(
             f"{learner}: {type(cell).__name__}'s Kronecker declaration does not hold: {why}. "
