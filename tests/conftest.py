@@ -21,6 +21,11 @@ CELL_SPECS = {name: (cls, {}) for name, cls in rtrlx.cells.CELLS.items()} | {
 }
 DIAGONAL = [name for name, (cls, _) in CELL_SPECS.items() if cls.diagonal]
 DENSE = [name for name, (cls, _) in CELL_SPECS.items() if not cls.diagonal]
+# Cells whose parameters each drive one unit (every single-layer cell but the layer-normalised
+# LSTM), and the others (composites like FSRNN and Stacked): SnAp, element-wise RTRL, KF-RTRL
+# and OK must refuse the others.
+UNIT_LOCAL = [name for name, (cls, _) in CELL_SPECS.items() if cls.unit_local]
+NOT_UNIT_LOCAL = [name for name in CELL_SPECS if name not in UNIT_LOCAL]
 
 
 def perturb(module, key, scale=0.3):

@@ -5,7 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELL_SPECS, DIAGONAL, INPUT, flat, make_problem, perturb
+from conftest import (
+    CELL_SPECS,
+    DIAGONAL,
+    INPUT,
+    NOT_UNIT_LOCAL,
+    UNIT_LOCAL,
+    flat,
+    make_problem,
+    perturb,
+)
 
 import rtrlx
 from rtrlx.cells import num_components, state_to_units, units_to_state
@@ -36,7 +45,7 @@ def test_contract(name):
     )
 
 
-@pytest.mark.parametrize("name", CELL_SPECS)
+@pytest.mark.parametrize("name", UNIT_LOCAL)
 def test_declared_structure_matches_the_jacobians(name):
     """param_units, diagonal and connectivity are checked against the true Jacobians."""
     cell, _, xs, _ = make_problem(name)
@@ -141,7 +150,7 @@ def test_one_unit_lru_gradient_by_hand():
             np.testing.assert_allclose(np.ravel(getattr(gc, name)), [expected], rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", list(CELL_SPECS))
+@pytest.mark.parametrize("name", UNIT_LOCAL)
 def test_kronecker_declaration_reproduces_the_step(name):
     """A declared factor really enters as W @ a + b: perturbing W moves z by dW @ a."""
     cell, _, xs, _ = make_problem(name)
@@ -234,7 +243,7 @@ def test_rtu_closed_form_rule_equals_the_generic_update(variant):
 
 
 @pytest.mark.parametrize("hidden", [64, pytest.param(128, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("name", list(CELL_SPECS))
+@pytest.mark.parametrize("name", UNIT_LOCAL)
 def test_declaration_checks_hold_in_float32(name, hidden):
     """The learners' checks of a true declaration pass in float32 too: an entry that is a
     small difference of large terms (a saturated gate) differs by rounding between the two
@@ -252,3 +261,23 @@ def test_declaration_checks_hold_in_float32(name, hidden):
     assert structure_diagonal(cell) == cell.diagonal
     if cell.kron_factors():
         rtrlx.learners.kf_rtrl().init(cell, key=jax.random.key(0))  # refuses a false one
+
+
+@pytest.mark.parametrize("name", NOT_UNIT_LOCAL)
+def test_a_cell_that_is_not_unit_local_is_refused_by_the_sparse_learners(name):
+    """Its parameters move several units within one step: it says so, and the learners that
+    build on unit-locality refuse it with the learners that do apply."""
+    cell, _, xs, _ = make_problem(name)
+    h = cell(cell.init_state(), xs[0])
+    fc = flatten_cell(cell)
+    j_theta = jax.jacrev(unit_transition(fc, h))(fc.theta, state_to_units(h), xs[1])
+    units_per_param = np.asarray((jnp.abs(j_theta).sum(axis=0) > 0).sum(axis=0))
+    assert units_per_param.max() > 1, "the cell is unit-local after all: declare it"
+    assert not cell.unit_local and cell.kron_factors() == ()
+    with pytest.raises(rtrlx.UnsupportedCellError, match="not unit-local"):
+        cell.param_units()
+    for spec in ["snap:1", "snap:2", "diag_rtrl", "kf_rtrl", "ok:2"]:
+        with pytest.raises(rtrlx.UnsupportedCellError):
+            rtrlx.learners.make(spec).init(cell, key=jax.random.key(0))
+    for spec in ["rtrl", "uoro", "tbptt:4"]:
+        rtrlx.learners.make(spec).init(cell, key=jax.random.key(0))

@@ -15,6 +15,7 @@ from conftest import (
     HIDDEN,
     INPUT,
     OUT,
+    UNIT_LOCAL,
     USER_CELL_SPECS,
     T,
     flat,
@@ -66,7 +67,7 @@ def test_the_claims_cover_what_the_learners_promise():
     assert {("rtrl", c) for c in ALL_CELLS} <= pairs  # exact on any cell a user can write
     assert {("diag_rtrl", c) for c in DIAGONAL} <= pairs
     assert {("snap:1", c) for c in DIAGONAL} <= pairs
-    assert {("snap:2", c) for c in CELL_SPECS} <= pairs
+    assert {("snap:2", c) for c in UNIT_LOCAL} <= pairs
     assert {(f"tbptt:{T}", c) for c in ALL_CELLS} <= pairs
     assert {("ok:9", c) for c in DENSE if _cell(c).kron_factors()} <= pairs
     assert not {p for p in pairs if p[0] in ("ok:2", "kf_rtrl", "uoro", "rflo", "tbptt:5")}
@@ -112,7 +113,7 @@ def test_bptt_matches_finite_differences(cell_name):
         np.testing.assert_allclose(fd, grad @ v, rtol=1e-7)
 
 
-@pytest.mark.parametrize("cell_name", DENSE)
+@pytest.mark.parametrize("cell_name", [c for c in DENSE if c in UNIT_LOCAL])
 def test_snap1_on_dense_cell_is_an_approximation(cell_name):
     cell, head, xs, ys = make_problem(cell_name)
     _, g_ref = bptt_grads(cell, head, xs, ys)
@@ -215,8 +216,11 @@ def test_rtrl_takes_the_sparse_path_only_on_a_declaration_that_holds():
 
     for name in ["user_input_columns", "user_recurrent_gain", "user_scalar_gain"]:
         assert unit_owner(make_problem(name)[0]) is None
-    for name in ["user_declared_columns", *CELL_SPECS]:
+    for name in ["user_declared_columns", *UNIT_LOCAL]:
         assert unit_owner(make_problem(name)[0]) is not None, name
+    for name in CELL_SPECS:
+        if name not in UNIT_LOCAL:
+            assert unit_owner(make_problem(name)[0]) is None, name
 
 
 def test_a_wrong_kronecker_declaration_is_refused():

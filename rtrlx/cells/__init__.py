@@ -7,11 +7,14 @@ from ._base import state_to_units as state_to_units
 from ._base import units_to_state as units_to_state
 from .elman import Elman as Elman
 from .elstm import ELSTM as ELSTM
+from .fsrnn import FSRNN as FSRNN
 from .gru import GRU as GRU
+from .lnlstm import LNLSTM as LNLSTM
 from .lru import LRU as LRU
 from .lstm import LSTM as LSTM
 from .rhn import RHN as RHN
 from .rtu import RTU as RTU
+from .stacked import Stacked as Stacked
 
 #: Every cell, by its command-line name.
 CELLS: dict[str, type[AbstractCell]] = {
@@ -22,4 +25,9 @@ CELLS: dict[str, type[AbstractCell]] = {
     "lru": LRU,
     "rtu": RTU,
     "elstm": ELSTM,
+    "ln-lstm": LNLSTM,
+    "fsrnn": FSRNN,
+    "stacked": Stacked,
 }
+#: The cells made of other cells (their blocks are any of the others).
+COMPOSITES = ("fsrnn", "stacked")
