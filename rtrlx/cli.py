@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _run_dir_flags(train)
     _rl_parser(sub)
+    from ._cli_lm import add_parsers
+
+    add_parsers(sub, _run_dir_flags, _positive, _names)
     return parser
 
 
@@ -1161,6 +1164,14 @@ def _run(args: argparse.Namespace) -> int:
         return _compare(args)
     if args.command == "rl":
         return _rl(args)
+    if args.command == "lm":
+        from ._cli_lm import run_lm
+
+        return run_lm(args, _drive_from_cli)
+    if args.command == "sample":
+        from ._cli_lm import run_sample
+
+        return run_sample(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -75,6 +75,7 @@ class RunInfo(NamedTuple):
     step: int  # the step reached
     seconds: float  # wall time of this call's chunks, compiling included
     interrupted: bool  # stopped by Ctrl-C (a checkpoint of ``step`` is saved)
+    stopped: str | None = None  # why the job's ``stop`` ended the run before ``steps``
 
 
 class Job(NamedTuple):
@@ -95,6 +96,9 @@ class Job(NamedTuple):
         resume_fix: how to continue from a checkpoint with a lower learning rate, e.g.
             ``"add --resume --allow-change lr --lr 1e-4 to the same command"`` (None: the
             run must restart).
+        stop: ``stop(records) -> str | None``, asked after every chunk: a reason to end the
+            run before ``steps`` (a wall-clock budget spent), or None. The run ends as at
+            ``steps``: checkpointed, with its result (``RunInfo.stopped`` holds the reason).
     """
 
     carry: Any
@@ -106,6 +110,7 @@ class Job(NamedTuple):
     finite: Callable[[Any, Any], str | None] | None = None
     restart_fix: str = "lower the learning rate"
     resume_fix: str | None = None
+    stop: Callable[[list[dict]], str | None] | None = None
 
 
 def drive(
@@ -246,7 +251,7 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
     """The chunks, with the finiteness check, checkpoints and Ctrl-C."""
     job, carry, start = s.job, s.job.carry, s.step
     seen: set[int] = set()
-    interrupted = False
+    interrupted, stopped = False, None
     tic_run = time.perf_counter()
     try:
         while s.step < s.steps:
@@ -266,6 +271,9 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
             s.records.append(record)
             if on_chunk:
                 on_chunk(record)
+            stopped = job.stop(s.records) if job.stop else None
+            if stopped:
+                break
             since = s.step - (start if s.last_checkpoint is None else s.last_checkpoint)
             due = s.checkpoint_every and since >= s.checkpoint_every
             if s.out and due and s.step < s.steps:  # the last one is saved below
@@ -275,7 +283,7 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
     if s.out:
         _save(s, carry)
     seconds = time.perf_counter() - tic_run
-    return job.result(carry, s.records, RunInfo(start, s.step, seconds, interrupted))
+    return job.result(carry, s.records, RunInfo(start, s.step, seconds, interrupted, stopped))
 
 
 def _all_finite(carry: Any, output: Any) -> str | None:

@@ -31,7 +31,7 @@ from ._tree import (
     standard_promotion,
     with_standard_promotion,
 )
-from .cells import CELLS
+from .cells import build_cell, cell_names, check_cell_name
 from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
 from .learners import LAYOUTS, Layout, check_layout, choose_layout, layout_step
 from .learners import make as make_learner
@@ -50,7 +50,8 @@ class TrainConfig:
 
     Attributes:
         task: task name (``rtrlx.tasks.TASKS``).
-        cell: cell name (``rtrlx.cells.CELLS``), or ``deep-lru`` / ``deep-rtu`` for a
+        cell: cell name (``rtrlx.cells.CELLS``, or ``fs-lstm:2`` / ``stacked-lstm:2``:
+            :func:`rtrlx.cells.build_cell`), or ``deep-lru`` / ``deep-rtu`` for a
             :class:`rtrlx.models.DeepRecurrent` stack of ``layers`` blocks (``hidden`` is
             its ``d_model``).
         learner: learner name (``rtrlx.learners.make``), e.g. ``"ok:4"``.
@@ -95,10 +96,14 @@ class TrainConfig:
         """Raise ``ValueError`` naming the bad field and the valid choices."""
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}.")
-        if self.cell not in CELLS and self.cell not in DEEP_CELLS:
-            raise ValueError(
-                f"unknown cell {self.cell!r}; valid cells: {', '.join([*CELLS, *DEEP_CELLS])}."
-            )
+        if self.cell not in DEEP_CELLS:
+            try:
+                check_cell_name(self.cell)
+            except ValueError:
+                raise ValueError(
+                    f"unknown cell {self.cell!r}; valid cells: {cell_names()}, "
+                    f"{', '.join(DEEP_CELLS)}."
+                ) from None
         if self.layers != 1 and self.cell not in DEEP_CELLS:
             raise ValueError(
                 f"layers={self.layers} needs a stack: use --cell deep-lru or deep-rtu (the "
@@ -152,13 +157,16 @@ DEEP_CELLS = ("deep-lru", "deep-rtu")
 
 
 def make_cell(name: str, input_size: int, hidden: int, layers: int, key: Any) -> Any:
-    """A cell by its command-line name; ``deep-*`` names build a DeepRecurrent stack."""
+    """A cell by its command-line name (``rtrlx.cells.build_cell``; ``deep-*``: a stack).
+
+    ``fs-lstm:2`` and ``stacked-lstm:2`` name composites; ``deep-lru`` and ``deep-rtu`` build
+    a :class:`rtrlx.models.DeepRecurrent` stack of ``layers`` blocks.
+    """
     if name in DEEP_CELLS:
         from .models import DeepRecurrent
 
         return DeepRecurrent(input_size, hidden, layers=layers, cell=name[5:], key=key)
-    cell_cls: Any = CELLS[name]
-    return cell_cls(input_size, hidden, key=key)
+    return build_cell(name, input_size, hidden, key=key)
 
 
 class Carry(NamedTuple):

@@ -31,3 +31,7 @@ CELLS: dict[str, type[AbstractCell]] = {
 }
 #: The cells made of other cells (their blocks are any of the others).
 COMPOSITES = ("fsrnn", "stacked")
+
+from ._spec import build_cell as build_cell  # noqa: E402
+from ._spec import cell_names as cell_names  # noqa: E402
+from ._spec import check_cell_name as check_cell_name  # noqa: E402
