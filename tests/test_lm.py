@@ -172,3 +172,22 @@ def test_resume_continues_exactly_and_a_budget_stops_the_run(tmp_path):
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LMConfig(**kwargs).validate()
+
+
+def test_cli_compares_cells_at_equal_parameters_and_samples(tmp_path, capsys):
+    from rtrlx.cli import main
+
+    out = str(tmp_path / "runs")
+    flags = ["--params", "4000", "--batch", "4", "--window", "10", "--windows", "2"]
+    flags += ["--eval-every", "2", "--eval-streams", "1024", "--out", out]
+    assert main(["lm", "--cell", "lstm,fs-lstm:2", *flags]) == 0
+    summary = json.load(open(tmp_path / "runs" / "summary.json"))
+    counts = [r["parameters"] for r in summary]
+    assert {r["cell"] for r in summary} == {"lstm", "fs-lstm:2"}
+    assert max(counts) - min(counts) < 0.05 * 4000
+    assert main(["lm", "--cell", "lstm,fs-lstm:2", *flags, "--resume"]) == 0
+    assert "finished in" in capsys.readouterr().err
+    assert main(["sample", "--run", f"{out}/fs-lstm-2", "--chars", "25", "--prime", "a "]) == 0
+    assert len(capsys.readouterr().out) == len("a ") + 25 + 1
+    assert main(["sample", "--run", str(tmp_path / "none")]) == 2
+    assert main(["lm", "--cell", "fs-lstm:1", *flags]) == 2
