@@ -79,7 +79,7 @@ class LMConfig:
         patience: validations without improvement before the learning rate decays.
         decay: factor of that decay.
         seed: seed of the parameters and of dropout.
-        checkpoint_every: windows between checkpoints (0: at each evaluation's chunk end).
+        checkpoint_every: windows between checkpoints (0: after every validation).
     """
 
     cell: str = "fs-lstm:2"
@@ -575,7 +575,7 @@ def lm(
         overwrite=overwrite,
         resumable=RESUMABLE,
         allow_changes=allow_changes,
-        checkpoint_every=config.checkpoint_every,
+        checkpoint_every=config.checkpoint_every or config.eval_every,
         on_chunk=on_chunk,
     )
 

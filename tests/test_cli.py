@@ -201,6 +201,7 @@ def test_noise_refuses_unknown_names(capsys):
     assert "integer argument" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 23 s
 def test_train_and_compare_end_to_end(tmp_path, capsys):
     common = ["--task", "adding", "--cell", "gru", "--hidden", "4", "--steps", "40"]
     common += ["--batch", "2", "--chunk", "20", "--task-param", "length=10"]

@@ -74,7 +74,9 @@ def test_stacked_layers_read_the_layer_below():
     np.testing.assert_allclose(cell.features(cell(state, x)), h3, rtol=1e-13)
 
 
-@pytest.mark.parametrize("block", ["gru", "lru", "ln-lstm", "elman"])
+@pytest.mark.parametrize(
+    "block", ["gru", pytest.param("lru", marks=pytest.mark.slow), "ln-lstm", "elman"]
+)
 def test_any_block_type_builds_and_rtrl_equals_bptt(block):
     cell = rtrlx.cells.FSRNN(3, 4, slow_size=3, k=3, cell=block, key=jax.random.key(0))
     import equinox as eqx

@@ -137,6 +137,7 @@ def test_sample_draws_from_the_models_distribution():
         sample(model, "thé", 5, key)
 
 
+@pytest.mark.slow  # 19 s
 def test_resume_continues_exactly_and_a_budget_stops_the_run(tmp_path):
     config = LMConfig(**TINY, windows=4, eval_streams=1024)
     whole = lm(config, out=str(tmp_path / "whole"))
@@ -174,6 +175,7 @@ def test_bad_settings_are_refused(kwargs, match):
         LMConfig(**kwargs).validate()
 
 
+@pytest.mark.slow  # 19 s
 def test_cli_compares_cells_at_equal_parameters_and_samples(tmp_path, capsys):
     from rtrlx.cli import main
 

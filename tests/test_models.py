@@ -82,8 +82,8 @@ def test_online_deep_with_one_block_equals_bptt(cell, batch, path):
 
 @pytest.mark.parametrize(
     "approx",
-    [  # the full rule's scan path compiles for a minute: make test-slow
-        pytest.param(a, marks=pytest.mark.slow) if a == "full" else a
+    [  # the full rule's scan path compiles for a minute, snap1's for 15 s: make test-slow
+        pytest.param(a, marks=pytest.mark.slow) if a in ("full", "snap1") else a
         for a in rtrlx.learners.online_deep_approximations
     ],
 )

@@ -30,7 +30,7 @@ def _flat(tree):
     ("core", "learner"),
     [
         pytest.param("rtu-nonlinear", "diag_rtrl", marks=pytest.mark.slow),  # 20 s
-        ("lru", "diag_rtrl"),
+        pytest.param("lru", "diag_rtrl", marks=pytest.mark.slow),  # 17 s
         ("gru", "rtrl"),
     ],
 )
