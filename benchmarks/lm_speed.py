@@ -2,7 +2,9 @@ r"""Training speed of the LM cells at equal parameters, in one run, with their F
 
 Each round times a few training windows (forward, backward, clipped Adam) of every cell,
 sized to the same parameter count, in a fresh process each, alternating the order between
-rounds; XLA's own FLOP count of the compiled window gives the arithmetic each one does::
+rounds; XLA's FLOP count of the compiled window gives the arithmetic each one does (XLA
+counts a scan's body once, so the figure is the FLOPs of one time step of the forward and
+the backward pass of the batch, which is what the cells' ratio needs)::
 
     .venv/bin/python benchmarks/lm_speed.py --params 1000000 --rounds 3 \\
         --json benchmarks/lm_speed.json
@@ -19,7 +21,7 @@ CELLS = ["fs-lstm:2", "fs-lstm:4", "stacked-lstm:2", "lstm", "rhn"]
 
 
 def one(cell: str, params: int, batch: int, window: int) -> dict:
-    """Seconds per window (median of 5 after a warm-up) and XLA's FLOPs per window."""
+    """Seconds per window (median of 5 after a warm-up) and XLA's FLOPs per time step."""
     import jax
 
     from rtrlx.lm import LMConfig, _build, _windows, hidden_for, parameters
@@ -37,7 +39,8 @@ def one(cell: str, params: int, batch: int, window: int) -> dict:
         times.append(time.perf_counter() - tic)
     import equinox as eqx
 
-    lowered = eqx.filter_jit(lambda c: windows(c, 1)).lower(carry)
+    arrays, static = eqx.partition(carry, eqx.is_array)
+    lowered = jax.jit(lambda a: windows(eqx.combine(a, static), 1)).lower(arrays)
     cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return {
@@ -47,7 +50,7 @@ def one(cell: str, params: int, batch: int, window: int) -> dict:
         "parameters": parameters(config),
         "seconds_per_window": statistics.median(times),
         "chars_per_second": batch * window / statistics.median(times),
-        "flops_per_window": float(cost.get("flops", float("nan"))),
+        "flops_per_step": float(cost.get("flops", float("nan"))),
     }
 
 
@@ -98,7 +101,7 @@ def main() -> None:
         speeds = [run[cell]["chars_per_second"] for run in rounds]
         summary[cell] = {
             **{
-                k: rounds[0][cell][k] for k in ("hidden", "slow", "parameters", "flops_per_window")
+                k: rounds[0][cell][k] for k in ("hidden", "slow", "parameters", "flops_per_step")
             },
             "chars_per_second": statistics.median(speeds),
             "spread": (max(speeds) - min(speeds)) / statistics.median(speeds),
@@ -106,7 +109,7 @@ def main() -> None:
     base = summary["stacked-lstm:2"]
     for cell, row in summary.items():
         row["speed_vs_stacked"] = row["chars_per_second"] / base["chars_per_second"]
-        row["flops_vs_stacked"] = row["flops_per_window"] / base["flops_per_window"]
+        row["flops_vs_stacked"] = row["flops_per_step"] / base["flops_per_step"]
         print(
             f"{cell:15s} {row['parameters']:>9,} params  {row['chars_per_second']:7.0f} chars/s "
             f"({row['spread']:.0%})  speed/stacked {row['speed_vs_stacked']:.2f}  "
