@@ -122,6 +122,7 @@ def test_ptb_char_splits():
     assert sizes == [5_101_619, 399_782, 449_945]
     assert int(p.train.max()) == 49 and int(p.train.min()) == 0
     assert task.reset_period(p) == 100
+    assert task.reset_period(rtrlx.tasks.make("ptb-char", reset=0)[1]) is None  # never
     _, _, xs, ys = run_task("ptb-char", 50)
     np.testing.assert_array_equal(np.argmax(xs[1:], -1), ys[:-1])  # next character
 
@@ -193,7 +194,7 @@ def test_rtrl_is_exact_on_the_influence_cell_through_its_dense_immediate_jacobia
         ("copy-curriculum", {"start": 300}, r"need start <= max_length; got start=300, "),
         ("influence-balancing", {"theta": float("inf")}, r"theta must be a finite number"),
         ("influence-balancing", {"units": 4}, r"need positive <= units; got positive=10"),
-        ("ptb-char", {"reset": 0}, r"reset must be an integer >= 1"),
+        ("ptb-char", {"reset": -1}, r"reset must be an integer >= 0"),
         ("listops", {"max_length": 0}, r"max_length must be an integer >= 3"),
         ("listops", {"max_args": 1}, r"max_args must be an integer >= 2"),
         ("listops", {"min_length": 9, "max_length": 10}, r"need min_length < max_length - 1"),

@@ -35,13 +35,13 @@ class PTBParams(NamedTuple):
     train: Array  # (N,) int32
     valid: Array
     test: Array
-    reset: int = 100  # characters between resets of the hidden state
+    reset: int = 100  # characters between resets of the hidden state (0: never)
 
     @classmethod
     def checked(cls, **overrides: Any) -> "PTBParams":
         """The parameters, each checked, with the corpus's splits unless given."""
         values = check_params(
-            "ptb-char", cls._field_defaults | overrides, {"reset": Bound(int, 1)}
+            "ptb-char", cls._field_defaults | overrides, {"reset": Bound(int, 0)}
         )
         splits = ("train", "valid", "test")
         if not all(name in values for name in splits):
@@ -58,8 +58,10 @@ class PTBChar(Task):
     characters). Each stream of a batch reads the training text from its own offset, one
     character per step. The input is the current character one-hot, the target the next.
     The hidden state is carried from step to step and reset every ``reset`` = 100
-    characters, as in the OK paper. Headline metric: bits per character on the
-    validation text (``evaluate``), reported with the test text's.
+    characters, as in the OK paper (``reset=0``: never, the state carried through the
+    text). Headline metric: bits per character on the validation text (``evaluate``),
+    reported with the test text's. ``rtrlx lm`` (:mod:`rtrlx.lm`) runs the standard
+    windowed language-modelling protocol on the same text.
 
     Examples:
         >>> import rtrlx
@@ -83,8 +85,8 @@ class PTBChar(Task):
         offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1, jnp.int32)
         return offset
 
-    def reset_period(self, params: PTBParams) -> int:
-        return params.reset
+    def reset_period(self, params: PTBParams) -> int | None:
+        return params.reset or None
 
     def step(self, params, level, state, key):
         del level, key
@@ -107,7 +109,7 @@ class PTBChar(Task):
         """Bits per character on the validation and test texts.
 
         Each text is cut into ``streams`` contiguous pieces read in parallel, with the
-        hidden state reset every ``params.reset`` characters.
+        hidden state reset every ``params.reset`` characters (never when it is 0).
         """
         out = {}
         for name in ("valid", "test"):
@@ -127,7 +129,8 @@ def _bpc(cell, head, text, streams, reset):
     def body(carry, inp):
         h, t = carry
         x, y = inp
-        h = jax.tree.map(lambda a, b: jnp.where(t % reset == 0, b, a), h, init)
+        if reset:
+            h = jax.tree.map(lambda a, b: jnp.where(t % reset == 0, b, a), h, init)
         h = jax.vmap(cell)(h, jax.nn.one_hot(x, 50))
         logits = jax.vmap(lambda s: head(cell.features(s)))(h)
         bits = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1)[:, 0] / LOG2
