@@ -154,6 +154,10 @@ def run_lm(args: argparse.Namespace, drive_from_cli: Any) -> int:
         if result is None:
             return code
         results.append(result)
+        if result["interrupted"]:  # Ctrl-C stops the whole sequence, not one cell
+            err.print(f"interrupted; checkpoint saved in {sub}; --resume continues")
+            _table(results)
+            return 130
     _table(results)
     if args.out and len(configs) > 1:
         with open(os.path.join(args.out, "summary.json"), "w") as f:
