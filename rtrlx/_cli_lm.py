@@ -71,6 +71,11 @@ def _configs(args: argparse.Namespace) -> list[Any]:
     """One config per ``--cell``, each sized to ``--params`` when given."""
     from .lm import LMConfig, hidden_for
 
+    if args.params and args.slow:
+        raise ValueError(
+            "--params sizes each fs-* cell with its slow cell at 4/7 of the fast ones; drop "
+            "--slow, or give --hidden and --slow instead of --params."
+        )
     out = []
     for cell in args.cell:
         config = LMConfig(

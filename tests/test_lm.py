@@ -193,3 +193,5 @@ def test_cli_compares_cells_at_equal_parameters_and_samples(tmp_path, capsys):
     assert len(capsys.readouterr().out) == len("a ") + 25 + 1
     assert main(["sample", "--run", str(tmp_path / "none")]) == 2
     assert main(["lm", "--cell", "fs-lstm:1", *flags]) == 2
+    assert main(["lm", "--cell", "fs-lstm:2", "--slow", "8", *flags]) == 2
+    assert "drop --slow" in capsys.readouterr().err
