@@ -78,10 +78,11 @@ def _configs(args: argparse.Namespace) -> list[Any]:
         )
     out = []
     for cell in args.cell:
+        fs = cell.startswith("fs-")  # slow size and zoneout are the FS-RNN's alone
         config = LMConfig(
             cell=cell,
             hidden=args.hidden,
-            slow=args.slow if cell.startswith("fs-") else 0,
+            slow=args.slow if fs else 0,
             embed=args.embed,
             batch=args.batch,
             window=args.window,
@@ -90,8 +91,8 @@ def _configs(args: argparse.Namespace) -> list[Any]:
             lr=args.lr,
             clip=args.clip,
             dropout=args.dropout,
-            zoneout_h=args.zoneout_h if cell.startswith("fs-") else 0.0,
-            zoneout_c=args.zoneout_c if cell.startswith("fs-") else 0.0,
+            zoneout_h=args.zoneout_h if fs else 0.0,
+            zoneout_c=args.zoneout_c if fs else 0.0,
             eval_every=args.eval_every,
             eval_streams=args.eval_streams,
             patience=args.patience,
