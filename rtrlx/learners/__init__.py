@@ -1,6 +1,7 @@
 """Gradient algorithms: one factory each, each returning a :class:`Learner`."""
 
 from ._base import Learner as Learner
+from ._base import restart_streams as restart_streams
 from ._elementwise import TraceState as TraceState
 from ._kronecker import KroneckerState as KroneckerState
 from ._layout import LAYOUTS as LAYOUTS

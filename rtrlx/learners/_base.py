@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from .._errors import ShapeError, UnsupportedCellError
+from .._tree import reset_where
 from .._types import Grads, State
 from ..cells._base import AbstractCell, state_to_units, units_to_state
 
@@ -62,6 +63,10 @@ class Learner(NamedTuple):
         stochastic: whether the learner draws noise. Its state then has a field ``key``
             holding one PRNG key per stream (leading batch axis when batched), split at
             every step; ``init`` without a key warns and uses ``jax.random.key(0)``.
+        reset: ``reset(cell, state, done) -> state``: restart the streams of a batched
+            state where ``done`` (shape ``(batch,)``) before their next step, as if each
+            began a new sequence there. None: :func:`restart_streams` resets the whole
+            per-stream state of a learner with ``independent_streams`` and refuses others.
     """
 
     init: Callable[..., Any]
@@ -74,6 +79,7 @@ class Learner(NamedTuple):
     truncation: int | None = None
     per_step_grads: bool = True
     stochastic: bool = False
+    reset: Callable[..., Any] | None = None
 
     def exact_for(self, cell: AbstractCell, steps: int) -> bool:
         """Whether this learner claims the exact gradient on ``cell`` over ``steps`` steps.
@@ -83,6 +89,48 @@ class Learner(NamedTuple):
         if self.truncation is not None and steps <= self.truncation:
             return True
         return bool(self.exact_on(cell))
+
+
+def restart_streams(learner: Learner, cell: AbstractCell, state: Any, done: Array) -> Any:
+    """Restart the streams of a batched learner state where ``done``, keeping the others.
+
+    A restarted stream's hidden state and traces are as ``init`` makes them, so its next
+    step begins a new sequence (an episode boundary of a task, the OK paper's reset every
+    100 characters). PRNG keys keep running. A learner whose streams share nothing
+    (``independent_streams``) is reset stream by stream; one with its own ``reset`` (e.g.
+    ``tbptt``, which must also cut its open window there) uses that.
+
+    Args:
+        learner: the learner that made ``state``.
+        cell: the cell it trains.
+        state: its state for a batch of ``B`` streams.
+        done: booleans ``(B,)``, True where a stream restarts.
+
+    Returns:
+        The state with the ``done`` streams restarted.
+
+    Raises:
+        UnsupportedCellError: for a learner that cannot restart one stream of a batch.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, rtrlx
+        >>> cell = rtrlx.cells.GRU(2, 3, key=jax.random.key(0))
+        >>> learner = rtrlx.rtrl()
+        >>> state = learner.init(cell, batch_size=2)
+        >>> state = state._replace(hidden=jnp.ones((2, 3)))
+        >>> restart_streams(learner, cell, state, jnp.array([True, False])).hidden[:, 0]
+        Array([0., 1.], dtype=float32)
+    """
+    if learner.reset is not None:
+        return learner.reset(cell, state, done)
+    if not learner.independent_streams:
+        raise UnsupportedCellError(
+            f"{learner.name} cannot restart one stream of a batch at a time (its streams "
+            "share state); use a learner whose streams are independent (rtrl, snap, "
+            "diag_rtrl, kf_rtrl, ok, uoro) or tbptt:k, or a task without per-stream resets."
+        )
+    fresh = learner.init(cell, key=jax.random.key(0), batch_size=done.shape[0])
+    return reset_where(done, state, fresh)
 
 
 class FlatCell(NamedTuple):

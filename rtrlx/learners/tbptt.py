@@ -5,8 +5,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
+from .._tree import reset_where
 from .._types import State
 from ..cells._base import num_components, state_to_units
 from ._base import (
@@ -31,6 +32,7 @@ class TBPTTState(NamedTuple):
     inputs: Float[Array, "... k input"]  # the open window's inputs
     cotangents: Float[Array, "... k S hidden"]  # dL_t/dh_t of the open window, unit view
     count: Int[Array, ""]  # steps taken in the open window, shape=(), int32
+    restarts: Bool[Array, "... k"]  # the open window's steps before which the stream restarted
 
 
 def tbptt(k: int) -> Learner:
@@ -80,6 +82,7 @@ def tbptt(k: int) -> Learner:
                 inputs=jnp.zeros((k, cell.input_size), dtype),
                 cotangents=jnp.zeros((k, s, n), dtype),
                 count=jnp.zeros((), jnp.int32),
+                restarts=jnp.zeros((k,), bool),
             )
 
         state = batch_init(cell, batch_size, make)
@@ -103,15 +106,17 @@ def tbptt(k: int) -> Learner:
             forward, batched, state.hidden, state.inputs, state.cotangents, x, y
         )
 
-        def window_grad(start, inputs, cotangents):
+        def window_grad(start, inputs, cotangents, restarts):
             f = unit_transition(flat, start)
+            fresh = state_to_units(cell.init_state())
 
             def unroll(theta):
-                def body(u, x):
-                    u = f(theta, u, x)
+                def body(u, x_restart):
+                    x, restart = x_restart
+                    u = f(theta, jnp.where(restart, fresh, u), x)
                     return u, u
 
-                return lax.scan(body, state_to_units(start), inputs)[1]
+                return lax.scan(body, state_to_units(start), (inputs, restarts))[1]
 
             # Steps after `count` carry zero cotangents, so a partial window is exact too.
             return jax.vjp(unroll, flat.theta)[1](cotangents)[0]
@@ -119,7 +124,9 @@ def tbptt(k: int) -> Learner:
         full = count == k - 1
         g_window = lax.cond(
             full,
-            lambda: map_batch(window_grad, batched, state.window_start, inputs, cotangents),
+            lambda: map_batch(
+                window_grad, batched, state.window_start, inputs, cotangents, state.restarts
+            ),
             lambda: jnp.zeros_like(g_direct),
         )
         g_cell, g_head, loss = batch_mean((g_direct + g_window, g_head, loss), batched)
@@ -131,8 +138,21 @@ def tbptt(k: int) -> Learner:
             inputs=inputs,
             cotangents=jnp.where(full, jnp.zeros_like(cotangents), cotangents),
             count=jnp.where(full, 0, count + 1).astype(jnp.int32),
+            restarts=state.restarts & ~full,
         )
         return new_state, loss, (flat.unravel(g_cell), g_head)
+
+    def reset(cell, state: TBPTTState, done):
+        # The stream's hidden state restarts now; the open window's replay restarts it at
+        # the same step, so the gradient does not flow across the boundary.
+        fresh = jax.tree.map(
+            lambda a, h0: jnp.broadcast_to(h0, a.shape), state.hidden, cell.init_state()
+        )
+        at = jnp.arange(k, dtype=jnp.int32) == state.count
+        return state._replace(
+            hidden=reset_where(done, state.hidden, fresh),
+            restarts=state.restarts | (done[:, None] & at[None, :]),
+        )
 
     return Learner(
         init=init,
@@ -141,4 +161,5 @@ def tbptt(k: int) -> Learner:
         name=f"tbptt:{k}",
         truncation=k,
         per_step_grads=False,
+        reset=reset,
     )
