@@ -1,6 +1,8 @@
 """The ``rtrlx`` command line."""
 
 import argparse
+import dataclasses
+import inspect
 import json
 import sys
 from collections.abc import Collection, Sequence
@@ -269,10 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
         "failed.",
     )
     for p, learner_flag in ((train, "--learner"), (compare, "--learners")):
+        p.add_argument(
+            "--recipe",
+            default=None,
+            metavar="NAME",
+            help="start from a paper's protocol (rtrlx recipes lists them); the flags given "
+            "beside it override its settings",
+        )
         p.add_argument("--task", default=defaults.task, help=f"task ({defaults.task})")
         p.add_argument("--cell", default=defaults.cell, help=f"cell ({defaults.cell})")
         if learner_flag == "--learner":
-            p.add_argument("--learner", default=defaults.learner, help="learner (rtrl)")
+            p.add_argument("--learner", default=None, help=f"learner ({defaults.learner})")
         else:
             p.add_argument(
                 "--learners",
@@ -293,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
             "--update-every", type=_positive, default=1, help="steps between updates (1)"
         )
         p.add_argument("--optimizer", default="adam", help="adam or sgd (adam)")
+        p.add_argument(
+            "--init-scale",
+            type=float,
+            default=0.0,
+            help="0: the cells' own initialisation; > 0: every parameter from N(0, scale^2) (0)",
+        )
+        p.add_argument(
+            "--clip", type=float, default=0.0, help="clip the gradient's norm to this (0: off)"
+        )
+        p.add_argument(
+            "--clip-scope",
+            choices=("all", "cell"),
+            default="all",
+            help="what --clip measures: every gradient, or the cell's only (all)",
+        )
         p.add_argument(
             "--layout",
             choices=("auto", "batched", "streams"),
@@ -315,7 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
             help=_task_param_help(defaults.task),
         )
         p.add_argument("--out", default=None, help="output directory")
+        # Unset flags stay None, so that a --recipe's value is kept where no flag overrides
+        # it; _config fills the rest from TrainConfig's defaults (the values the help shows).
+        p.set_defaults(**dict.fromkeys(CONFIG_FLAGS, None))
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    recipes = sub.add_parser(
+        "recipes",
+        help="list the papers' protocols that --recipe runs, or show one",
+        description="Without NAME: the recipes, one line each. With NAME: its settings, "
+        "where rtrlx differs from the published protocol, and the published results.",
+    )
+    recipes.add_argument("name", nargs="?", default=None, help="a recipe to show")
     _run_dir_flags(train)
     _rl_parser(sub)
     from ._cli_lm import add_parsers
@@ -413,27 +447,78 @@ def _task_params(items: list[str], flag: str = "--task-param") -> dict:
     return params
 
 
-def _config(args: argparse.Namespace, learner: str, seed: int):
+#: The ``train``/``compare`` flags that set a ``TrainConfig`` field of the same name.
+CONFIG_FLAGS = (
+    "task",
+    "cell",
+    "hidden",
+    "layers",
+    "steps",
+    "lr",
+    "batch",
+    "seed",
+    "update_every",
+    "optimizer",
+    "chunk",
+    "checkpoint_every",
+    "eval_every",
+    "layout",
+    "init_scale",
+    "clip",
+    "clip_scope",
+)
+
+
+def _config(args: argparse.Namespace, learner: str | None):
+    """The run's ``TrainConfig``: the recipe's (or the defaults), then the flags given.
+
+    ``ValueError`` for an unknown recipe or a malformed ``--task-param``.
+    """
     from .train import TrainConfig
 
-    return TrainConfig(
-        task=args.task,
-        cell=args.cell,
-        learner=learner,
-        hidden=args.hidden,
-        layers=args.layers,
-        steps=args.steps,
-        lr=args.lr,
-        batch=args.batch,
-        seed=seed,
-        update_every=args.update_every,
-        optimizer=args.optimizer,
-        chunk=args.chunk,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        task_params=_task_params(args.task_param),
-        layout=args.layout,
-    )
+    base = TrainConfig()
+    if args.recipe:
+        from .recipes import recipe
+
+        found = recipe(args.recipe)
+        base = dataclasses.replace(found.config, recipe=found.label)
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    task_params = {} if given.get("task", base.task) != base.task else dict(base.task_params)
+    task_params |= _task_params(args.task_param)
+    if learner:
+        given["learner"] = learner
+    return dataclasses.replace(base, **given, task_params=task_params)
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .recipes import RECIPES, recipe
+
+    out, err = _stdout_console(), Console(stderr=True)
+    if args.name is None:
+        table = Table(title="recipes (rtrlx train --recipe NAME)")
+        for col in ("recipe", "learner", "what"):
+            table.add_column(col)
+        for name in RECIPES:
+            r = recipe(name)
+            table.add_row(r.label, r.config.learner, r.summary)
+        out.print(table)
+        return 0
+    try:
+        r = recipe(args.name)
+    except ValueError as exc:
+        err.print(f"[red]rtrlx recipes: {_escape(exc)}[/red]")
+        return 2
+    print(f"{r.label}: {r.summary}\n")
+    print(inspect.cleandoc(r.doc))
+    print(f"\nWhere rtrlx differs: {r.differences}\n")
+    for label, points in r.reference.items():
+        print(f"Published ({label}): step, low, mean, high")
+        for point in points:
+            print("  " + ", ".join(f"{v:g}" for v in point))
+    return 0
 
 
 def _short(record: dict) -> str:
@@ -494,7 +579,7 @@ def _train(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
-        config = _config(args, args.learner, args.seed)
+        config = _config(args, args.learner)
         config.validate()
     except ValueError as exc:
         err.print(f"[red]rtrlx train: {_escape(exc)}[/red]")
@@ -545,7 +630,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
-        base = _config(args, args.learners[0] if args.learners else "", args.seed)
+        base = _config(args, args.learners[0] if args.learners else "")
     except ValueError as exc:
         err.print(f"[red]rtrlx compare: {_escape(exc)}[/red]")
         return 2
@@ -1162,6 +1247,8 @@ def _run(args: argparse.Namespace) -> int:
         return _train(args)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "recipes":
+        return _recipes(args)
     if args.command == "rl":
         return _rl(args)
     if args.command == "lm":

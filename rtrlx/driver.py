@@ -265,6 +265,9 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
             if bad is not None:
                 raise TrainingError(_diverged(s, info, bad))
             record = {"step": info.stop, **job.record(new, output, info)}
+            # The run's wall-clock so far, across resumes (a job may keep its own).
+            before = s.records[-1].get("wall_seconds", 0.0) if s.records else 0.0
+            record.setdefault("wall_seconds", before + info.seconds)
             if s.metrics_path:
                 _append(s.metrics_path, record)
             carry, s.step = new, info.stop

@@ -33,13 +33,22 @@ from ._tree import (
 )
 from .cells import build_cell, cell_names, check_cell_name
 from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
-from .learners import LAYOUTS, Layout, check_layout, choose_layout, layout_step
+from .learners import (
+    LAYOUTS,
+    Layout,
+    check_layout,
+    choose_layout,
+    layout_step,
+    restart_streams,
+)
 from .learners import make as make_learner
 from .learners._registry import valid_names
 from .tasks import TASKS
 from .tasks import make as make_task
 
 OPTIMIZERS = ("adam", "sgd")
+#: What ``clip`` applies to: every gradient, or the cell's only.
+CLIP_SCOPES = ("all", "cell")
 
 __all__ = ["RunError", "TrainConfig", "TrainingError", "build", "read_metrics", "train"]
 
@@ -73,6 +82,16 @@ class TrainConfig:
             with ``independent_streams``) or ``"auto"`` (the faster one, measured when the
             run starts: :func:`rtrlx.learners.choose_layout`). The gradients are the same
             up to float rounding.
+        init_scale: 0 for the cell's and the head's own initialisation; > 0 draws every
+            parameter of both (weights and biases) from ``N(0, init_scale**2)``, as the
+            KF-RTRL and OK code does with 0.01.
+        clip: 0 for no clipping; > 0 rescales the gradient to norm at most ``clip``
+            before each update.
+        clip_scope: what ``clip`` measures and rescales: ``"all"`` (every parameter's
+            gradient, one global norm) or ``"cell"`` (the cell's only, the readout's
+            unclipped, as the KF-RTRL and OK code clips its recurrent matrix).
+        recipe: the published protocol this run follows (``name@version``,
+            :mod:`rtrlx.recipes`), or empty; a record, not a setting.
     """
 
     task: str = "copy-curriculum"
@@ -91,6 +110,10 @@ class TrainConfig:
     eval_every: int = 0
     task_params: dict = field(default_factory=dict)
     layout: str = "auto"
+    init_scale: float = 0.0
+    clip: float = 0.0
+    clip_scope: str = "all"
+    recipe: str = ""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the valid choices."""
@@ -130,6 +153,14 @@ class TrainConfig:
                 )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
+        for name in ("init_scale", "clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}.")
+        if self.clip_scope not in CLIP_SCOPES:
+            raise ValueError(
+                f"unknown clip_scope {self.clip_scope!r}; valid: {', '.join(CLIP_SCOPES)}."
+            )
         check_layout(self.layout, learner)
         task, params = make_task(self.task, **self.task_params)
         if getattr(task, "model", None) is None:
@@ -137,11 +168,20 @@ class TrainConfig:
                 self.cell, task.input_size, self.hidden, self.layers, jax.random.key(0)
             )
             try:
-                jax.eval_shape(
+                state = jax.eval_shape(
                     lambda: learner.init(cell, key=jax.random.key(0), batch_size=self.batch)
                 )
             except UnsupportedCellError as err:
                 raise ValueError(str(err)) from None
+            if task.restarts(params, task.init(params, jax.random.key(0))) is not None:
+                done = jnp.zeros(self.batch, bool)
+                try:
+                    jax.eval_shape(lambda s: restart_streams(learner, cell, s, done), state)
+                except UnsupportedCellError as err:
+                    raise ValueError(
+                        f"{err} The task {self.task!r} restarts each stream at its own "
+                        "episodes (for copy-ok, --task-param restart_streams=0 turns that off)."
+                    ) from None
         period = task.reset_period(params)
         k = learner.truncation
         if period is not None and k is not None and period % k:
@@ -216,12 +256,9 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         cell = make_cell(config.cell, task.input_size, config.hidden, config.layers, k_cell)
         head = eqx.nn.Linear(cell.output_size, task.output_size, key=k_head)
     params, static = eqx.partition((cell, head), eqx.is_inexact_array)
-    # A constant learning rate is not part of adam's or sgd's state: a checkpoint's
-    # optimizer state goes on under a new lr (``allow_changes=("lr",)`` on resume).
-    if config.optimizer == "adam":
-        optimizer = optax.adam(config.lr)
-    else:
-        optimizer = optax.sgd(config.lr)
+    if config.init_scale > 0:
+        params = _normal_init(params, config.init_scale, jax.random.fold_in(k_cell, 1))
+    optimizer = _optimizer(config, params)
     run = Run(
         config, task, task_params, learner, static, optimizer, task.reset_period(task_params)
     )
@@ -251,6 +288,36 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
         layout=jnp.asarray(-1, jnp.int32),
     )
     return run, carry
+
+
+def _normal_init(params: Any, scale: float, key: Any) -> Any:
+    """Every parameter drawn afresh from ``N(0, scale**2)``."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = list(jax.random.split(key, len(leaves)))
+    drawn = [
+        scale * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, drawn)
+
+
+def _optimizer(config: TrainConfig, params: Any) -> optax.GradientTransformation:
+    """Adam or SGD at ``config.lr``, after clipping when ``config.clip`` asks for it.
+
+    A constant learning rate is not part of adam's or sgd's state: a checkpoint's optimizer
+    state goes on under a new lr (``allow_changes=("lr",)`` on resume).
+    """
+    optimizer = optax.adam(config.lr) if config.optimizer == "adam" else optax.sgd(config.lr)
+    if not config.clip:
+        return optimizer
+    clip = optax.clip_by_global_norm(config.clip)
+    if config.clip_scope == "cell":
+        cell_params, head_params = params
+        mask = (
+            jax.tree.map(lambda _: True, cell_params),
+            jax.tree.map(lambda _: False, head_params),
+        )
+        clip = optax.masked(clip, mask)
+    return optax.chain(clip, optimizer)
 
 
 Sums = tuple[jax.Array, jax.Array]  # (training loss, task statistics) summed over a chunk
@@ -303,9 +370,14 @@ def _chunk_in(run: Run, learner_step: Callable) -> Callable[[Carry, int], tuple[
             state = lax.cond(
                 carry.step % run.period == 0, lambda s: _restart(run, cell, s), lambda s: s, state
             )
+        restarts = _stream_restarts(run, carry.task_state)
+        if restarts is not None:  # streams at their own episode boundaries restart
+            state = restart_streams(run.learner, cell, state, restarts)
         state, loss, grads = learner_step(cell, head, task.loss, state, x, y)
         out = jax.vmap(lambda h: head(cell.features(h)))(state.hidden)
-        stats = jnp.sum(jax.vmap(task.stats)(out, y), axis=0).astype(default_float())
+        per_stream = jax.vmap(task.stats)(out, y)
+        stats = (jnp.mean if task.running_mean else jnp.sum)(per_stream, axis=0)
+        stats = stats.astype(default_float())
         running = (1 - smoothing) * carry.running + smoothing * stats
         level, running = task.next_level(tparams, carry.level, running)
         accum = jax.tree.map(jnp.add, carry.accum, grads)
@@ -350,6 +422,14 @@ def _chunk_in(run: Run, learner_step: Callable) -> Callable[[Carry, int], tuple[
         return carry, sums
 
     return chunk
+
+
+def _stream_restarts(run: Run, task_state: Any) -> jax.Array | None:
+    """Which streams restart before this step (the task's own boundaries), or None."""
+    one = jax.tree.map(lambda a: a[0], task_state)
+    if run.task.restarts(run.task_params, one) is None:
+        return None
+    return jax.vmap(run.task.restarts, in_axes=(None, 0))(run.task_params, task_state)
 
 
 def _restart(run: Run, cell: Any, state: Any) -> Any:

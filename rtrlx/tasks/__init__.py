@@ -18,6 +18,8 @@ from .copy import CopyCurriculum as CopyCurriculum
 from .copy import CopyCurriculumParams as CopyCurriculumParams
 from .copy import CopyParams as CopyParams
 from .copy import copy_stream as copy_stream
+from .copy_ok import CopyOK as CopyOK
+from .copy_ok import CopyOKParams as CopyOKParams
 from .influence import InfluenceBalancing as InfluenceBalancing
 from .influence import InfluenceCell as InfluenceCell
 from .influence import InfluenceParams as InfluenceParams
@@ -27,6 +29,7 @@ from .ptb import PTBParams as PTBParams
 #: Every task by name: (task class, parameter class).
 TASKS: dict[str, tuple[type[Task], type[Any]]] = {
     "copy-curriculum": (CopyCurriculum, CopyCurriculumParams),
+    "copy-ok": (CopyOK, CopyOKParams),
     "copy": (Copy, CopyParams),
     "adding": (Adding, AddingParams),
     "ptb-char": (PTBChar, PTBParams),

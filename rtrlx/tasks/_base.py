@@ -141,11 +141,14 @@ class Task(eqx.Module):
     the task's numbers and data; ``level`` is the curriculum's current value (a scalar
     shared by all streams; constant for tasks without a curriculum).
 
-    Class attributes: ``metric`` (the headline metric's name) and ``higher_is_better``.
+    Class attributes: ``metric`` (the headline metric's name), ``higher_is_better``, and
+    ``running_mean`` (whether the curriculum's running statistics average the batch's
+    streams, True, or sum them, False).
     """
 
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
+    running_mean: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
@@ -206,6 +209,17 @@ class Task(eqx.Module):
     def reset_period(self, params: Any) -> int | None:
         """Steps between synchronous resets of every stream's hidden state (None: never)."""
         del params
+        return None
+
+    def restarts(self, params: Any, state: Any) -> Array | None:
+        """Whether one stream's memory restarts before its next step, or None for never.
+
+        A task whose streams each restart at their own episode boundaries says so per
+        stream; one whose streams never restart one at a time returns None. Training
+        restarts the learner's state of each such stream
+        (:func:`rtrlx.learners.restart_streams`) before the step's input reaches it.
+        """
+        del params, state
         return None
 
     def evaluate(self, params: Any, cell: Any, head: Any) -> dict[str, float]:

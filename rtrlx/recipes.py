@@ -1,0 +1,163 @@
+"""The papers' protocols as named, versioned training configurations.
+
+``rtrlx train --recipe ok-copy --learner kf_rtrl`` runs the copy curriculum of the KF-RTRL
+and OK papers as their authors' code runs it; any flag given beside ``--recipe`` overrides
+the recipe's value (``--steps 20000`` for a shorter run). ``rtrlx recipes`` lists them, and
+``rtrlx recipes NAME`` prints one with its settings, where rtrlx differs from the published
+protocol, and the published results it is compared with.
+
+Each recipe's docstring states its settings one per line (``field: value``), and a test
+reads them back from the configuration. The published settings come from the official OK
+code (``marcelomatheusgauy/optimal_kronecker_approximation``, read for
+``docs/notes/issue17-recipes.md``); the reference curves are the (step, value) points of
+its five logged runs per task, extracted from the logs committed in that repository.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from .train import TrainConfig
+
+__all__ = ["RECIPES", "Recipe", "recipe"]
+
+
+class Recipe(NamedTuple):
+    """A published protocol as an rtrlx training configuration.
+
+    Attributes:
+        name: the name ``--recipe`` takes.
+        version: bumped whenever a setting changes, so that results name what they ran.
+        config: the run.
+        summary: one line on what it is.
+        differences: where rtrlx's run differs from the published one, and why.
+        reference: published results: a label (``"OK(16), 5 runs"``) to ``(step, low,
+            mean, high)`` points of the recipe's metric over the published runs.
+        doc: the recipe's full description (its function's docstring).
+    """
+
+    name: str
+    version: int
+    config: TrainConfig
+    summary: str
+    differences: str
+    reference: dict[str, tuple[tuple[int, float, float, float], ...]]
+    doc: str
+
+    @property
+    def label(self) -> str:
+        """``name@version``: what a result records as its protocol."""
+        return f"{self.name}@{self.version}"
+
+
+def ok_copy() -> Recipe:
+    """The copy curriculum of KF-RTRL (arXiv 1805.10842) and OK (arXiv 1902.03993).
+
+    A depth-1 RHN of 128 units learns to echo binary strings whose length ``T_`` grows by a
+    curriculum; the headline is the ``T_`` reached after a number of steps. The settings
+    are the official OK code's; OK's rank is 16 there (``--learner ok:16``), and the same
+    protocol serves KF-RTRL, UORO and TBPTT with ``--learner``.
+
+    Settings:
+        task: copy-ok
+        cell: rhn
+        hidden: 128
+        learner: ok:16
+        batch: 16
+        optimizer: adam
+        lr: 0.00031622776601683794
+        update_every: 1
+        init_scale: 0.01
+        clip: 1.0
+        clip_scope: cell
+        steps: 2000000
+        chunk: 1000
+        checkpoint_every: 20000
+        task_params: {}
+
+    The task's own defaults are the code's curriculum: 4 one-hot symbols in and out,
+    episodes of ``2 L + 2`` steps with the loss at every step, ``L = max(1, T_ - U{0..4})``,
+    a running loss in bits with weight 0.001 from 1.0, ``T_ + 1`` below 0.15 and a restart
+    at 0.3, and each stream's memory restarted at its episodes (:class:`rtrlx.tasks.CopyOK`).
+    """
+    return Recipe(
+        name="ok-copy",
+        version=1,
+        config=TrainConfig(
+            task="copy-ok",
+            cell="rhn",
+            hidden=128,
+            learner="ok:16",
+            batch=16,
+            optimizer="adam",
+            lr=10**-3.5,
+            update_every=1,
+            init_scale=0.01,
+            clip=1.0,
+            clip_scope="cell",
+            steps=2_000_000,
+            chunk=1000,
+            checkpoint_every=20_000,
+        ),
+        summary="copy curriculum, RHN 128, batch 16, Adam 10^-3.5 every step, 2M steps",
+        differences=(
+            "Adam: optax's epsilon after bias correction, against TensorFlow 1's epsilon-hat "
+            "(a difference in the first steps only). The curriculum's rule is checked at "
+            "every step, not only when a stream starts an episode (a level-up comes at most "
+            "one episode start earlier). Strings are capped at 256 bits (the code has no cap; "
+            "the published runs stay below 53). Seeds are set (the code set none)."
+        ),
+        reference={
+            # T_ of the five official OK(16) runs (logs cp_oldcurr_n128_lr35_b16_rank16_exp*).
+            "OK(16), official code, 5 runs": (
+                (10_000, 4, 4.0, 4),
+                (20_000, 7, 7.6, 8),
+                (30_000, 8, 9.4, 10),
+                (50_000, 11, 11.8, 12),
+                (100_000, 15, 16.0, 17),
+                (200_000, 19, 20.4, 21),
+                (250_000, 20, 22.0, 23),
+                (500_000, 25, 28.0, 30),
+                (750_000, 29, 31.2, 35),
+                (1_000_000, 32, 34.2, 37),
+                (1_250_000, 34, 36.6, 40),
+                (1_500_000, 35, 38.8, 42),
+                (1_750_000, 37, 40.6, 44),
+                (2_000_000, 38, 41.8, 45),
+            ),
+        },
+        doc=ok_copy.__doc__ or "",
+    )
+
+
+#: Every recipe by name, built on demand (a recipe is a pure value).
+RECIPES: dict[str, Callable[[], Recipe]] = {"ok-copy": ok_copy}
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name`` (``name@version`` checks the version too).
+
+    Args:
+        name: a key of :data:`RECIPES`, optionally with ``@version``.
+
+    Returns:
+        The :class:`Recipe`.
+
+    Raises:
+        ValueError: for an unknown name or a version this rtrlx does not have, listing
+            the recipes it has.
+
+    Examples:
+        >>> r = recipe("ok-copy")
+        >>> r.label, r.config.hidden, r.config.learner
+        ('ok-copy@1', 128, 'ok:16')
+    """
+    base, _, version = name.partition("@")
+    if base not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}.")
+    found = RECIPES[base]()
+    if version and version != str(found.version):
+        raise ValueError(
+            f"recipe {base!r} is at version {found.version} in this rtrlx, not {version}; "
+            f"use --recipe {found.label} (its settings: rtrlx recipes {base})."
+        )
+    return found
