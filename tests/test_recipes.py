@@ -195,3 +195,26 @@ def test_clip_scope_cell_clips_the_cell_only():
 def test_bad_training_options_name_the_fix(change, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TrainConfig(), **change).validate()
+
+
+def test_ptb_stagger_restarts_each_stream_at_its_own_multiples_of_reset():
+    task, params = rtrlx.tasks.make("ptb-char", stagger=1, reset=100)
+    assert task.reset_period(params) is None
+    positions = jnp.array([0, 99, 100, 250, 300])
+    got = jax.vmap(task.restarts, in_axes=(None, 0))(params, positions)
+    assert got.tolist() == [True, False, True, False, True]
+    assert task.restarts(rtrlx.tasks.make("ptb-char")[1], positions[0]) is None
+
+
+def test_ptb_evaluation_without_resets_and_with_its_own_streams():
+    """eval_reset=0 carries the state through each piece; the result differs from the
+    reset-every-100 evaluation of the same model, and eval_streams sets the pieces."""
+    text = jnp.asarray(np.random.default_rng(0).integers(0, 50, 2001), jnp.int32)
+    split = {"train": text, "valid": text[:1001], "test": text[1000:]}
+    cell = rtrlx.cells.GRU(50, 8, key=jax.random.key(0))
+    head = __import__("equinox").nn.Linear(8, 50, key=jax.random.key(1))
+    task, carried = rtrlx.tasks.make("ptb-char", eval_reset=0, eval_streams=2, **split)
+    _, reset = rtrlx.tasks.make("ptb-char", eval_streams=2, **split)
+    a, b = task.evaluate(carried, cell, head), task.evaluate(reset, cell, head)
+    assert a["valid_bpc"] != b["valid_bpc"]
+    assert all(5.0 < v < 7.5 for v in (*a.values(), *b.values()))  # near log2(50) untrained

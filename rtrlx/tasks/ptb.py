@@ -36,19 +36,28 @@ class PTBParams(NamedTuple):
     valid: Array
     test: Array
     reset: int = 100  # characters between resets of the hidden state (0: never)
+    stagger: int = 0  # 1: each stream restarts where its own text position is a multiple
+    eval_reset: int = -1  # resets while evaluating (-1: every ``reset``; 0: never)
+    eval_streams: int = 50  # contiguous pieces of a split evaluated in parallel
 
     @classmethod
     def checked(cls, **overrides: Any) -> "PTBParams":
         """The parameters, each checked, with the corpus's splits unless given."""
-        values = check_params(
-            "ptb-char", cls._field_defaults | overrides, {"reset": Bound(int, 0)}
-        )
+        values = check_params("ptb-char", cls._field_defaults | overrides, BOUNDS)
         splits = ("train", "valid", "test")
         if not all(name in values for name in splits):
             _, codes = _corpus()
             data: dict[str, Any] = {name: jnp.asarray(codes[name]) for name in splits}
             values = data | values
         return cls(**values)
+
+
+BOUNDS = {
+    "reset": Bound(int, 0),
+    "stagger": Bound(int, 0, 1),
+    "eval_reset": Bound(int, -1),
+    "eval_streams": Bound(int, 1),
+}
 
 
 class PTBChar(Task):
@@ -59,9 +68,11 @@ class PTBChar(Task):
     character per step. The input is the current character one-hot, the target the next.
     The hidden state is carried from step to step and reset every ``reset`` = 100
     characters, as in the OK paper (``reset=0``: never, the state carried through the
-    text). Headline metric: bits per character on the validation text (``evaluate``),
-    reported with the test text's. ``rtrlx lm`` (:mod:`rtrlx.lm`) runs the standard
-    windowed language-modelling protocol on the same text.
+    text): every stream at once, or (``stagger=1``, as the OK code does) each stream where
+    its own text position is a multiple of ``reset``. Headline metric: bits per character
+    on the validation text (``evaluate``), reported with the test text's. ``rtrlx lm``
+    (:mod:`rtrlx.lm`) runs the standard windowed language-modelling protocol on the same
+    text.
 
     Examples:
         >>> import rtrlx
@@ -86,7 +97,12 @@ class PTBChar(Task):
         return offset
 
     def reset_period(self, params: PTBParams) -> int | None:
-        return params.reset or None
+        return None if params.stagger else params.reset or None
+
+    def restarts(self, params: PTBParams, state: Array) -> Array | None:
+        if not (params.stagger and params.reset):
+            return None
+        return state % (params.train.shape[0] - 1) % params.reset == 0
 
     def step(self, params, level, state, key):
         del level, key
@@ -105,17 +121,18 @@ class PTBChar(Task):
     def report(self, params, level, totals):
         return {"train_bpc": float(totals[0]) / max(float(totals[1]), 1.0)}
 
-    def evaluate(self, params, cell, head, streams: int = 50) -> dict[str, float]:
+    def evaluate(self, params, cell, head) -> dict[str, float]:
         """Bits per character on the validation and test texts.
 
-        Each text is cut into ``streams`` contiguous pieces read in parallel, with the
-        hidden state reset every ``params.reset`` characters (never when it is 0).
+        Each text is cut into ``params.eval_streams`` contiguous pieces read in parallel,
+        with the hidden state reset every ``params.eval_reset`` characters (-1: every
+        ``params.reset``; 0: never).
         """
+        reset = params.reset if params.eval_reset < 0 else params.eval_reset
         out = {}
         for name in ("valid", "test"):
-            out[f"{name}_bpc"] = float(
-                _bpc(cell, head, getattr(params, name), streams, params.reset)
-            )
+            text = getattr(params, name)
+            out[f"{name}_bpc"] = float(_bpc(cell, head, text, params.eval_streams, reset))
         return out
 
 
