@@ -350,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
         "where rtrlx differs from the published protocol, and the published results.",
     )
     recipes.add_argument("name", nargs="?", default=None, help="a recipe to show")
+    recipes.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="with NAME: draw the --runs beside the published curves",
+    )
+    recipes.add_argument(
+        "--runs", type=_names, default=[], metavar="DIR,...", help="run directories to draw"
+    )
     _run_dir_flags(train)
     _rl_parser(sub)
     from ._cli_lm import add_parsers
@@ -518,6 +527,16 @@ def _recipes(args: argparse.Namespace) -> int:
         print(f"Published ({label}): step, low, mean, high")
         for point in points:
             print("  " + ", ".join(f"{v:g}" for v in point))
+    if args.plot:
+        from .recipes import plot_runs
+
+        try:
+            _check_output(args.plot, "--plot")
+            drawn = plot_runs(r, args.runs, args.plot)
+        except ValueError as exc:
+            err.print(f"[red]rtrlx recipes: {_escape(exc)}[/red]")
+            return 2
+        err.print(f"plot: {args.plot} ({len(drawn)} runs beside the published curves)")
     return 0
 
 

@@ -13,12 +13,15 @@ code (``marcelomatheusgauy/optimal_kronecker_approximation``, read for
 its five logged runs per task, extracted from the logs committed in that repository.
 """
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from .driver import read_records
 from .train import TrainConfig
 
-__all__ = ["RECIPES", "Recipe", "recipe"]
+__all__ = ["RECIPES", "Recipe", "plot_runs", "recipe"]
 
 
 class Recipe(NamedTuple):
@@ -239,3 +242,68 @@ def recipe(name: str) -> Recipe:
             f"use --recipe {found.label} (its settings: rtrlx recipes {base})."
         )
     return found
+
+
+def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
+    """Runs of a recipe beside the published curves, against steps, as a PNG.
+
+    The published runs are drawn as their range (shaded) and mean (dashed); each rtrlx run
+    as a line labelled by its learner and seed, from its ``metrics.jsonl`` (a run still
+    going is drawn as far as it has got).
+
+    Args:
+        found: the recipe.
+        runs: run directories of ``rtrlx train --recipe``.
+        path: the PNG to write.
+
+    Returns:
+        The labels of the runs drawn.
+
+    Raises:
+        ValueError: for a directory that holds no run of this recipe (the message names it).
+
+    Examples:
+        >>> plot_runs(recipe("ok-copy"), [], "/tmp/ok-copy.png")
+        []
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = "T_" if found.config.task.startswith("copy") else "valid_bpc"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in found.reference.items():
+        steps, low, mean, high = zip(*points, strict=True)
+        ax.fill_between(steps, low, high, color="0.85", label=f"{label}: range")
+        ax.plot(steps, mean, "k--", lw=1, label=f"{label}: mean")
+    drawn = []
+    for run in runs:
+        config = _run_config(run, found)
+        records = [r for r in read_records(run) if r.get(metric) is not None]
+        label = f"{config['learner']} seed {config['seed']}"
+        ax.plot([r["step"] for r in records], [r[metric] for r in records], lw=1.2, label=label)
+        drawn.append(label)
+    ax.set(xlabel="steps", ylabel=metric, title=f"{found.label}: {found.summary}")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def _run_config(run: str, found: Recipe) -> dict:
+    """The saved config of a run of ``found``, or a ValueError saying what ``run`` is."""
+    try:
+        with open(os.path.join(run, "config.json")) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{run} holds no run (no config.json).") from None
+    if config.get("recipe", "").partition("@")[0] != found.name:
+        raise ValueError(
+            f"{run} is not a run of recipe {found.name} (its recipe: "
+            f"{config.get('recipe') or 'none'}); run one with rtrlx train --recipe "
+            f"{found.name} --out {run}."
+        )
+    return config

@@ -218,3 +218,19 @@ def test_ptb_evaluation_without_resets_and_with_its_own_streams():
     a, b = task.evaluate(carried, cell, head), task.evaluate(reset, cell, head)
     assert a["valid_bpc"] != b["valid_bpc"]
     assert all(5.0 < v < 7.5 for v in (*a.values(), *b.values()))  # near log2(50) untrained
+
+
+def test_recipes_plot_draws_runs_beside_the_published_curves(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = dataclasses.replace(
+        recipe("ok-copy").config, hidden=4, steps=20, chunk=10, recipe="ok-copy@1"
+    )
+    train(config, out=str(run))
+    png = tmp_path / "plot.png"
+    argv = ["recipes", "ok-copy", "--plot", str(png), "--runs", str(run)]
+    assert main(argv) == 0
+    assert png.stat().st_size > 10_000 and "1 runs" in capsys.readouterr().err
+    other = tmp_path / "other"
+    train(dataclasses.replace(config, recipe="", steps=10), out=str(other))
+    assert main([*argv[:-1], str(other)]) == 2
+    assert "is not a run of recipe ok-copy (its recipe: none)" in capsys.readouterr().err
