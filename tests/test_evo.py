@@ -1,0 +1,145 @@
+"""The (1+1) EA: the operators, the exact fast simulation against the plain one, the theory."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from rtrlx.evo import linear_weights, rates, simulate, simulate_plain
+from rtrlx.evo.exact import expected_runtime
+from rtrlx.evo.onemax import _LOOPS, gain, mutate
+
+RUNS = 4000
+
+
+def test_optimal_schedule_constants():
+    beta, a, v = rates.optimal_schedule_constants()
+    assert beta == pytest.approx(3.552478, abs=1e-5)
+    assert a == pytest.approx(1.544682, abs=1e-5)
+    assert math.exp(v) * special.exp1(v) == pytest.approx(1.0)
+    assert rates.schedule_runtime_constant(a) == pytest.approx(beta, abs=1e-6)
+    for factor in (0.5, 0.9, 1.1, 2.0):  # the optimum is a minimum, flat near it
+        assert rates.schedule_runtime_constant(a * factor) > beta
+
+
+def test_mutation_flips_each_bit_with_probability_p():
+    n, p, draws = 20, 0.15, 20_000
+    with jax.enable_x64(True):
+        x = jnp.zeros(n, bool).at[::3].set(True)
+        keys = jax.random.split(jax.random.key(0), draws)
+        flips = np.asarray(jax.vmap(lambda k: mutate(k, x, p) ^ x)(keys))
+    per_bit = flips.sum(axis=0)  # each ~ Bin(draws, p): chi-square over the bits
+    chi2 = np.sum((per_bit - draws * p) ** 2 / (draws * p * (1 - p)))
+    assert stats.chi2.sf(chi2, n) > 1e-3
+    counts = np.bincount(flips.sum(axis=1), minlength=n + 1)  # flips per offspring ~ Bin(n, p)
+    expected = stats.binom.pmf(np.arange(n + 1), n, p) * draws
+    keep = expected > 5
+    assert (
+        stats.chisquare(
+            counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()
+        ).pvalue
+        > 1e-3
+    )
+
+
+def test_selection_keeps_exactly_the_offspring_that_are_not_worse():
+    w = jnp.array([1.0, 2.0, 4.0])
+    x = jnp.array([True, False, True])
+    better, tie, worse = jnp.array([False, True, True]), x, jnp.array([True, False, False])
+    assert gain(w, x, better) > 0 and gain(w, x, tie) == 0 and gain(w, x, worse) < 0
+    onemax = jnp.ones(4)
+    swap = gain(
+        onemax, jnp.array([True, False, True, False]), jnp.array([False, True, True, False])
+    )
+    assert swap == 0  # a neutral move on OneMax is kept (f(y) >= f(x))
+    binval = linear_weights("binval", 60)  # the top bit outweighs all lower ones together
+    x = jnp.zeros(60, bool).at[:59].set(True)
+    assert gain(binval, x, jnp.zeros(60, bool).at[59].set(True)) > 0
+
+
+def _agree(a, b):
+    """Two runtime samples from one distribution: KS, and the means within 4 standard errors."""
+    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
+    assert stats.ks_2samp(a, b).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("n", [8, 32])
+@pytest.mark.parametrize("policy", ["static:1/n", "static:3/n", "schedule", "adaptive"])
+def test_fast_simulation_has_the_plain_runtime_distribution(n, policy):
+    """The skip-ahead k-chain is exact: its runtimes are distributed as the bit-level EA's."""
+    fast = simulate(n, rates.parse(policy, n), RUNS, key=jax.random.key(1))
+    plain = simulate_plain(
+        linear_weights("onemax", n), rates.parse(policy, n), RUNS, key=jax.random.key(2)
+    )
+    assert fast.finished.all() and plain.finished.all()
+    _agree(fast.runtime.astype(float), plain.runtime.astype(float))
+
+
+@pytest.mark.parametrize(("n", "c"), [(1, 0.5), (8, 1.0), (32, 1.0), (100, 1.0), (100, 3.0)])
+def test_fast_simulation_mean_equals_the_exact_chain(n, c):
+    p = min(c / n, 0.25)
+    result = simulate(n, rates.static(p), RUNS, key=jax.random.key(3))
+    runtime = result.runtime.astype(float)
+    exact = expected_runtime(n, p)
+    assert abs(runtime.mean() - exact) < 4 * runtime.std() / math.sqrt(RUNS), (
+        runtime.mean(),
+        exact,
+    )
+
+
+def test_exact_chain_closed_forms():
+    assert expected_runtime(1, 0.25) == pytest.approx(2.0)  # 1 / (2 p)
+    assert expected_runtime(2, 0.5) == pytest.approx(3.0)  # by hand: E_1 = E_2 = 4
+    n = 200  # e n ln n - 1.8925 n + (e/2) ln n + O(1) for p = 1/n
+    asymptotic = math.e * n * math.log(n) - 1.8925 * n + math.e / 2 * math.log(n)
+    assert expected_runtime(n, 1 / n) == pytest.approx(asymptotic, abs=5)
+
+
+def test_irrelevant_bits_do_not_change_the_runtime():
+    policy = rates.static(1 / 8)
+    relevant = simulate_plain(jnp.ones(8), policy, RUNS, key=jax.random.key(4))
+    weights = jnp.concatenate([jnp.ones(8), jnp.zeros(24)])  # 24 bits the fitness ignores
+    hidden = simulate_plain(weights, policy, RUNS, key=jax.random.key(5))
+    _agree(relevant.runtime.astype(float), hidden.runtime.astype(float))
+
+
+def test_every_linear_function_takes_the_plain_simulation():
+    for function in ("binval", "random"):
+        w = linear_weights(function, 10, key=jax.random.key(6))
+        result = simulate_plain(w, rates.static(0.1), 200, key=jax.random.key(7))
+        assert result.finished.all() and 10 < result.runtime.mean() < 200
+
+
+def test_one_compilation_serves_every_size():
+    policy = rates.schedule()
+    simulate(50, policy, 4, key=jax.random.key(0))
+    before = len(_LOOPS)
+    loop = _LOOPS[next(k for k in _LOOPS if k[1] == policy.name and k[0] == "fast")]
+    traces = loop._cache_size()
+    simulate(70, rates.schedule(), 4, key=jax.random.key(1))
+    assert len(_LOOPS) == before and loop._cache_size() == traces
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: simulate(0, rates.static(0.1), 4, key=jax.random.key(0)), "n must be a positive"),
+        (lambda: simulate(4, rates.static(0.1), 0, key=jax.random.key(0)), "runs must be"),
+        (lambda: rates.static(0.7), r"a static rate must be in \(0, 0.5\]"),
+        (lambda: rates.parse("static:x", 4), "unknown rate policy 'static:x'; valid: static:P"),
+        (lambda: rates.parse("sometimes", 4), "unknown rate policy"),
+        (lambda: rates.schedule(-1.0), "must be > 0"),
+        (lambda: linear_weights("binval", 2000), "overflows"),
+        (
+            lambda: simulate_plain(-jnp.ones(3), rates.static(0.1), 4, key=jax.random.key(0)),
+            ">= 0",
+        ),
+    ],
+)
+def test_bad_input_names_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
