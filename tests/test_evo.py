@@ -12,7 +12,7 @@ from rtrlx.evo import linear_weights, rates, simulate, simulate_plain
 from rtrlx.evo.exact import expected_runtime
 from rtrlx.evo.onemax import _LOOPS, gain, mutate
 
-RUNS = 4000
+RUNS = 2000
 
 
 def test_optimal_schedule_constants():
@@ -67,7 +67,7 @@ def _agree(a, b):
     assert stats.ks_2samp(a, b).pvalue > 1e-3
 
 
-@pytest.mark.parametrize("n", [8, 32])
+@pytest.mark.parametrize("n", [8, pytest.param(32, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("policy", ["static:1/n", "static:3/n", "schedule", "adaptive"])
 def test_fast_simulation_has_the_plain_runtime_distribution(n, policy):
     """The skip-ahead k-chain is exact: its runtimes are distributed as the bit-level EA's."""
@@ -114,14 +114,16 @@ def test_every_linear_function_takes_the_plain_simulation():
         assert result.finished.all() and 10 < result.runtime.mean() < 200
 
 
-def test_one_compilation_serves_every_size():
-    policy = rates.schedule()
-    simulate(50, policy, 4, key=jax.random.key(0))
-    before = len(_LOOPS)
-    loop = _LOOPS[next(k for k in _LOOPS if k[1] == policy.name and k[0] == "fast")]
-    traces = loop._cache_size()
-    simulate(70, rates.schedule(), 4, key=jax.random.key(1))
-    assert len(_LOOPS) == before and loop._cache_size() == traces
+def test_one_compilation_serves_every_size_and_every_static_rate():
+    for first, second in [
+        ((50, rates.schedule()), (70, rates.schedule())),
+        ((50, rates.static(0.1)), (90, rates.static(0.02))),
+    ]:
+        simulate(*first, 4, key=jax.random.key(0))
+        loop = _LOOPS["fast", first[1].family or first[1].name, 2**40]
+        traces, loops = loop._cache_size(), len(_LOOPS)
+        simulate(*second, 4, key=jax.random.key(1))
+        assert loop._cache_size() == traces and len(_LOOPS) == loops
 
 
 @pytest.mark.parametrize(

@@ -227,18 +227,18 @@ def _simulate(n: int, policy: Policy, runs: int, key: Array, max_generations: in
     return Result(np.asarray(final.t), np.asarray(final.k == 0), int(events))
 
 
-#: Compiled loops by policy (its name and first block: its parameters) and length limit.
+#: Compiled loops by policy family (its ``next_block``) and length limit.
 _LOOPS: dict[tuple, Callable] = {}
 
 
 def _compiled(policy: Policy, max_generations: int, kind: str) -> Callable:
     """The jitted loop of ``kind`` ("fast" or "plain") for ``policy``, compiled once.
 
-    The problem (``n`` or the weights) and the runs' states are arguments, so one
-    compilation serves every size.
+    The problem (``n`` or the weights) and the runs' states (the first block's rate
+    included) are arguments, so one compilation serves every size, and every member of a
+    policy family (every static rate).
     """
-    first = tuple(np.asarray(a).item() for a in policy.init())
-    key = (kind, policy.name, first, max_generations)
+    key = (kind, policy.family or policy.name, max_generations)
     if key not in _LOOPS:
         loop = _fast_loop if kind == "fast" else _plain_loop
         _LOOPS[key] = jax.jit(

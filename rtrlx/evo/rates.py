@@ -44,12 +44,15 @@ class Policy(NamedTuple):
             fitness than the parent (``changes``) out of ``length``.
         observes: whether ``next_block`` reads ``changes`` (the simulation counts them only
             then).
+        family: policies of one family share ``next_block`` and differ only in ``init``'s
+            values, so one compiled simulation serves them all (default: the name).
     """
 
     name: str
     init: Callable[[], RateState]
     next_block: Callable[[RateState, Array, Array], RateState]
     observes: bool = False
+    family: str = ""
 
 
 def optimal_schedule_constants() -> tuple[float, float, float]:
@@ -110,7 +113,12 @@ def static(p: float, name: str | None = None) -> Policy:
     def init() -> RateState:
         return RateState(jnp.asarray(p, float), jnp.asarray(NEVER), jnp.asarray(0.0))
 
-    return Policy(name or f"static:{p:g}", init, lambda s, c, n: s)
+    return Policy(name or f"static:{p:g}", init, _same_block, family="static")
+
+
+def _same_block(state: RateState, changes: Array, length: Array) -> RateState:
+    del changes, length
+    return state
 
 
 def schedule(a: float | None = None, *, delta: float = 1e-2) -> Policy:
