@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_lm import add_parsers
 
     add_parsers(sub, _run_dir_flags, _positive, _names)
+    from ._cli_ea import add_parser
+
+    add_parser(sub, _positive, _names)
     return parser
 
 
@@ -1268,6 +1271,10 @@ def _run(args: argparse.Namespace) -> int:
         return _compare(args)
     if args.command == "recipes":
         return _recipes(args)
+    if args.command == "ea":
+        from ._cli_ea import run_ea
+
+        return run_ea(args, _check_output, _escape, _stdout_console)
     if args.command == "rl":
         return _rl(args)
     if args.command == "lm":

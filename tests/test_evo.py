@@ -145,3 +145,17 @@ def test_one_compilation_serves_every_size_and_every_static_rate():
 def test_bad_input_names_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_rtrlx_ea_prints_writes_and_plots(tmp_path, capsys):
+    from rtrlx.cli import main
+
+    out, png = tmp_path / "ea.json", tmp_path / "ea.png"
+    argv = ["ea", "--n", "20,40", "--rate", "static:1/n", "--runs", "50"]
+    assert main([*argv, "--json", str(out), "--plot", str(png)]) == 0
+    assert "runtime / (n ln n)" in capsys.readouterr().out
+    saved = __import__("json").loads(out.read_text())
+    assert [r["n"] for r in saved["rows"]] == [20, 40] and png.stat().st_size > 10_000
+    assert all(r["finished"] == 50 and 1.0 < r["mean"] < 4.0 for r in saved["rows"])
+    assert main(["ea", "--rate", "often"]) == 2
+    assert "unknown rate policy 'often'" in capsys.readouterr().err

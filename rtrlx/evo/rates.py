@@ -81,7 +81,7 @@ def optimal_schedule_constants() -> tuple[float, float, float]:
     from scipy.optimize import brentq
     from scipy.special import exp1
 
-    v = brentq(lambda v: math.exp(v) * exp1(v) - 1.0, 0.05, 5.0, xtol=1e-15)
+    v = float(brentq(lambda v: math.exp(v) * exp1(v) - 1.0, 0.05, 5.0, xtol=1e-15))  # type: ignore[arg-type]
     return math.exp(v) / v, math.exp(v), v
 
 
@@ -95,7 +95,7 @@ def schedule_runtime_constant(a: float) -> float:
     from scipy.optimize import brentq
     from scipy.special import exp1
 
-    return brentq(lambda s: a * exp1(a / s) - 1.0, 1e-3, 1e6, xtol=1e-13)
+    return float(brentq(lambda s: a * exp1(a / s) - 1.0, 1e-3, 1e6, xtol=1e-13))  # type: ignore[arg-type]
 
 
 def static(p: float, name: str | None = None) -> Policy:

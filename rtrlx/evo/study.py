@@ -1,0 +1,136 @@
+"""The runtime study of arXiv 1808.05566: runtime / (n ln n) against n for each rate policy."""
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from . import rates
+from .onemax import simulate
+
+#: The paper's limits of runtime / (n ln n): the optimal schedule's and that of 1/n (and of
+#: the adaptive rate, which does as well as knowing n).
+LIMITS = {"schedule": rates.optimal_schedule_constants()[0], "1/n": math.e}
+
+
+def runtime_row(n: int, rate: str, runs: int, *, seed: int = 0) -> dict:
+    """Simulate ``runs`` runs on OneMax with ``n`` bits and summarise runtime / (n ln n).
+
+    Args:
+        n: relevant bits.
+        rate: a policy name (:func:`rtrlx.evo.rates.parse`).
+        runs: independent runs.
+        seed: the PRNG seed (the same seed gives every policy the same keys).
+
+    Returns:
+        A dict: ``n``, ``rate``, ``runs``, ``finished``, ``mean``, ``ci95`` (the half-width
+        of the normal 95% interval of the mean), ``median``, ``sd`` (all of runtime /
+        (n ln n)), ``events`` (the simulation's loop steps) and ``seconds``.
+
+    Examples:
+        >>> row = runtime_row(200, "static:1/n", 100)
+        >>> 2.0 < row["mean"] < 2.8 and row["finished"] == 100
+        True
+    """
+    import time
+
+    policy = rates.parse(rate, n)
+    tic = time.perf_counter()
+    result = simulate(n, policy, runs, key=jax.random.fold_in(jax.random.key(seed), n))
+    seconds = time.perf_counter() - tic
+    scaled = result.runtime[result.finished] / (n * math.log(n))
+    done = len(scaled)
+    return {
+        "n": n,
+        "rate": rate,
+        "runs": runs,
+        "finished": int(done),
+        "mean": float(scaled.mean()) if done else None,
+        "ci95": float(1.96 * scaled.std(ddof=1) / math.sqrt(done)) if done > 1 else None,
+        "median": float(np.median(scaled)) if done else None,
+        "sd": float(scaled.std(ddof=1)) if done > 1 else None,
+        "events": result.events,
+        "seconds": seconds,
+    }
+
+
+def study(
+    ns: Sequence[int],
+    rate_names: Sequence[str],
+    runs: int,
+    *,
+    seed: int = 0,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """:func:`runtime_row` for every rate and every ``n`` (rates outer, ``n`` inner)."""
+    rows = []
+    for rate in rate_names:
+        for n in ns:
+            rows.append(runtime_row(n, rate, runs, seed=seed))
+            if on_row:
+                on_row(rows[-1])
+    return rows
+
+
+def fit_constant(rows: Sequence[dict]) -> dict[str, float | None]:
+    """Extrapolate one rate's runtime / (n ln n) to ``n -> infinity``.
+
+    Lower-order terms fall like ``1 / ln n`` (and ``ln ln n / ln n`` for the schedule, whose
+    ``ln t`` is ``ln n + ln ln n + O(1)``), slowly: at ``n = 10^6``, ``ln n`` is 13.8. Fits
+    ``C + c / ln n`` (two sizes or more) and ``C + b ln ln n / ln n + c / ln n`` (four or
+    more), least squares weighted by the rows' confidence intervals.
+
+    Returns:
+        ``{"C_1": ..., "C_2": ...}``: the two fits' limits (None where too few sizes).
+    """
+    rows = [r for r in rows if r["mean"] is not None]
+    if len(rows) < 2:
+        return {"C_1": None, "C_2": None}
+    ln = np.log([r["n"] for r in rows])
+    y = np.array([r["mean"] for r in rows])
+    w = 1 / np.maximum(np.array([r["ci95"] or 1.0 for r in rows]), 1e-9)
+    out: dict[str, float | None] = {}
+    for name, columns in (
+        ("C_1", [np.ones_like(ln), 1 / ln]),
+        ("C_2", [np.ones_like(ln), np.log(ln) / ln, 1 / ln]),
+    ):
+        design = np.stack(columns, axis=1)
+        if len(rows) < len(columns) + 1:
+            out[name] = None
+            continue
+        coef = np.linalg.lstsq(design * w[:, None], y * w, rcond=None)[0]
+        out[name] = float(coef[0])
+    return out
+
+
+def plot_study(rows: Sequence[dict], path: str) -> None:
+    """Runtime / (n ln n) against n, one line per rate, with the paper's constants."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for rate in dict.fromkeys(r["rate"] for r in rows):
+        mine = [r for r in rows if r["rate"] == rate and r["mean"] is not None]
+        ax.errorbar(
+            [r["n"] for r in mine],
+            [r["mean"] for r in mine],
+            yerr=[r["ci95"] or 0 for r in mine],
+            marker="o",
+            capsize=3,
+            label=rate,
+        )
+    ax.axhline(LIMITS["schedule"], color="k", ls="--", lw=1, label="β = 3.5525 (schedule)")
+    ax.axhline(LIMITS["1/n"], color="0.4", ls=":", lw=1, label="e (1/n known, adaptive)")
+    ax.set(
+        xscale="log",
+        xlabel="n (relevant bits)",
+        ylabel="runtime / (n ln n)",
+        title="(1+1) EA on OneMax: mean runtime, 95% intervals",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
