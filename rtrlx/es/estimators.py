@@ -42,19 +42,32 @@ class ESState(NamedTuple):
 class Estimator(NamedTuple):
     """An ES gradient estimator.
 
+    ``estimate`` is ``directions``, the slopes along them, then ``combine``; a learner that
+    measures the slopes itself over a stream (:func:`rtrlx.learners.es`) calls the two
+    halves.
+
     Attributes:
         init: ``init(params, *, key) -> ESState``.
         estimate: ``estimate(f, params, state) -> (grad, state, info)``: ``grad`` has the
             structure of ``params``; ``info`` holds ``cos_surrogate`` (the cosine of the
             surrogate with the estimate, 0 when there is none) and ``evaluations``.
+        directions: ``directions(x, state) -> (rows, scales)``: the ``(pairs, P)``
+            perturbation directions of the next estimate at the flat parameters ``x``, and
+            each row's slope scale (the slope along row ``d`` is divided by it).
+        combine: ``combine(slopes, rows, state) -> (flat grad, state, info)``: the estimate
+            from the slopes ``(f(x + sigma d) - f(x - sigma d)) / (2 sigma)`` along ``rows``.
         name: the estimator as ``rtrlx`` names it, e.g. ``"es-pd:10"``.
         pairs: antithetic pairs per estimate (``2 * pairs`` evaluations of ``f``).
+        sigma: the perturbation scale.
     """
 
     init: Callable[..., ESState]
     estimate: Callable[..., tuple[Any, ESState, dict]]
+    directions: Callable[[Array, ESState], Array]
+    combine: Callable[[Array, Array, ESState], tuple[Array, ESState, dict]]
     name: str
     pairs: int
+    sigma: float
 
 
 def _check(pairs: int, sigma: float, name: str) -> None:
@@ -77,6 +90,47 @@ def _slopes(f: Callable, x: Array, unravel: Callable, directions: Array, sigma: 
         return (plus - minus) / (2 * sigma)
 
     return lax.map(slope, directions)
+
+
+def _estimator(
+    name: str,
+    pairs: int,
+    sigma: float,
+    directions: Callable[[Array, ESState], Array],
+    combine: Callable[[Array, Array, ESState], tuple[Array, ESState, dict]],
+) -> Estimator:
+    """An :class:`Estimator` whose ``estimate`` measures the slopes by calling ``f``."""
+
+    def estimate(f, params, state: ESState):
+        x, unravel = ravel_pytree(params)
+        rows = directions(x, state)
+        g, state, info = combine(_slopes(f, x, unravel, rows, sigma), rows, state)
+        return unravel(g), state, info
+
+    return Estimator(_init, estimate, directions, combine, name, pairs, sigma)
+
+
+def _surrogate(state: ESState) -> tuple[Array, Array]:
+    """The previous estimate normalised, and whether there is one."""
+    norm = jnp.linalg.norm(state.previous)
+    has = norm > 0
+    return jnp.where(has, state.previous / jnp.where(has, norm, 1.0), 0.0), has
+
+
+def _cos_surrogate(g: Array, u: Array, has: Array) -> Array:
+    g_norm = jnp.linalg.norm(g)
+    return jnp.where(has & (g_norm > 0), (g @ u) / jnp.where(g_norm > 0, g_norm, 1.0), 0.0)
+
+
+def _next(state: ESState, g: Array, pairs: int, cos_u: Array) -> tuple[Array, ESState, dict]:
+    key = jax.random.split(state.key)[0]
+    info = {"cos_surrogate": cos_u, "evaluations": 2 * pairs}
+    return g, ESState(key, g, state.step + 1), info
+
+
+def _normals(state: ESState, shape: tuple[int, ...], dtype: Any) -> Array:
+    """The estimate's random draws (from the key ``_next`` does not keep)."""
+    return jax.random.normal(jax.random.split(state.key)[1], shape, dtype)
 
 
 def antithetic(pairs: int, sigma: float = 0.01) -> Estimator:
@@ -107,16 +161,13 @@ def antithetic(pairs: int, sigma: float = 0.01) -> Estimator:
     """
     _check(pairs, sigma, "antithetic")
 
-    def estimate(f, params, state: ESState):
-        x, unravel = ravel_pytree(params)
-        key, k_dirs = jax.random.split(state.key)
-        eps = jax.random.normal(k_dirs, (pairs, x.shape[0]), x.dtype)
-        s = _slopes(f, x, unravel, eps, sigma)
-        g = s @ eps / pairs
-        info = {"cos_surrogate": jnp.zeros((), x.dtype), "evaluations": 2 * pairs}
-        return unravel(g), ESState(key, g, state.step + 1), info
+    def directions(x, state):
+        return _normals(state, (pairs, x.shape[0]), x.dtype)
 
-    return Estimator(_init, estimate, f"es:{pairs}", pairs)
+    def combine(s, rows, state):
+        return _next(state, s @ rows / pairs, pairs, jnp.zeros((), rows.dtype))
+
+    return _estimator(f"es:{pairs}", pairs, sigma, directions, combine)
 
 
 def past_descent(pairs: int, sigma: float = 0.01) -> Estimator:
@@ -170,30 +221,25 @@ def past_descent(pairs: int, sigma: float = 0.01) -> Estimator:
             f"got {pairs}. Use antithetic(1) for a single random pair."
         )
 
-    def estimate(f, params, state: ESState):
-        x, unravel = ravel_pytree(params)
-        size = x.shape[0]
-        key, k_dirs = jax.random.split(state.key)
-        norm = jnp.linalg.norm(state.previous)
-        has = norm > 0
-        u = jnp.where(has, state.previous / jnp.where(has, norm, 1.0), 0.0)
-        eps = jax.random.normal(k_dirs, (pairs, size), x.dtype)
+    def directions(x, state):
+        u, has = _surrogate(state)
+        eps = _normals(state, (pairs, x.shape[0]), x.dtype)
         eps = eps - jnp.outer(eps @ u, u)  # orthogonal to the surrogate (no-op without one)
-        # Row 0 measures the surrogate when there is one; otherwise it is one more random pair.
-        scale = jnp.sqrt(jnp.asarray(size, x.dtype))
-        directions = eps.at[0].set(jnp.where(has, scale * u, eps[0]))
-        s = _slopes(f, x, unravel, directions, sigma)
-        random = jnp.where(has, jnp.arange(pairs) > 0, True).astype(x.dtype)
-        s_rand = s * random
-        v = s_rand @ eps
-        v_weight = jnp.sum(s_rand**2) / jnp.maximum(v @ v, jnp.finfo(x.dtype).tiny)
-        g = jnp.where(has, s[0] / scale, 0.0) * u + v_weight * v
-        g_norm = jnp.linalg.norm(g)
-        cos_u = jnp.where(has & (g_norm > 0), (g @ u) / jnp.where(g_norm > 0, g_norm, 1.0), 0.0)
-        info = {"cos_surrogate": cos_u, "evaluations": 2 * pairs}
-        return unravel(g), ESState(key, g, state.step + 1), info
+        # Row 0 measures the surrogate when there is one; otherwise one more random pair.
+        scale = jnp.sqrt(jnp.asarray(x.shape[0], x.dtype))
+        return eps.at[0].set(jnp.where(has, scale * u, eps[0]))
 
-    return Estimator(_init, estimate, f"es-pd:{pairs}", pairs)
+    def combine(s, rows, state):
+        u, has = _surrogate(state)
+        scale = jnp.sqrt(jnp.asarray(rows.shape[1], rows.dtype))
+        random = jnp.where(has, jnp.arange(pairs) > 0, True).astype(rows.dtype)
+        s_rand = s * random
+        v = s_rand @ rows
+        v_weight = jnp.sum(s_rand**2) / jnp.maximum(v @ v, jnp.finfo(rows.dtype).tiny)
+        g = jnp.where(has, s[0] / scale, 0.0) * u + v_weight * v
+        return _next(state, g, pairs, _cos_surrogate(g, u, has))
+
+    return _estimator(f"es-pd:{pairs}", pairs, sigma, directions, combine)
 
 
 def guided(pairs: int, sigma: float = 0.01, alpha: float = 0.5, beta: float = 1.0) -> Estimator:
@@ -222,22 +268,15 @@ def guided(pairs: int, sigma: float = 0.01, alpha: float = 0.5, beta: float = 1.
     if not 0 <= alpha <= 1:
         raise ValueError(f"guided: alpha must be in [0, 1], got {alpha!r}.")
 
-    def estimate(f, params, state: ESState):
-        x, unravel = ravel_pytree(params)
-        size = x.shape[0]
-        key, k_full, k_sub = jax.random.split(state.key, 3)
-        norm = jnp.linalg.norm(state.previous)
-        has = norm > 0
-        u = jnp.where(has, state.previous / jnp.where(has, norm, 1.0), 0.0)
+    def directions(x, state):
+        u, has = _surrogate(state)
         a = jnp.where(has, alpha, 1.0)
-        z = jax.random.normal(k_full, (pairs, size), x.dtype)
-        w = jax.random.normal(k_sub, (pairs,), x.dtype)
-        eps = jnp.sqrt(a / size) * z + jnp.sqrt(1 - a) * jnp.outer(w, u)
-        s = _slopes(f, x, unravel, eps, sigma)  # (f(x + sigma eps) - f(x - sigma eps)) / 2 sigma
-        g = beta * (s @ eps) / pairs
-        g_norm = jnp.linalg.norm(g)
-        cos_u = jnp.where(has & (g_norm > 0), (g @ u) / jnp.where(g_norm > 0, g_norm, 1.0), 0.0)
-        info = {"cos_surrogate": cos_u, "evaluations": 2 * pairs}
-        return unravel(g), ESState(key, g, state.step + 1), info
+        z = _normals(state, (pairs, x.shape[0] + 1), x.dtype)
+        return jnp.sqrt(a / x.shape[0]) * z[:, :-1] + jnp.sqrt(1 - a) * jnp.outer(z[:, -1], u)
 
-    return Estimator(_init, estimate, f"es-guided:{pairs}", pairs)
+    def combine(s, rows, state):
+        u, has = _surrogate(state)
+        g = beta * (s @ rows) / pairs
+        return _next(state, g, pairs, _cos_surrogate(g, u, has))
+
+    return _estimator(f"es-guided:{pairs}", pairs, sigma, directions, combine)
