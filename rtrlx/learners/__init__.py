@@ -15,6 +15,8 @@ from ._registry import make as make
 from ._registry import register as register
 from .bptt import bptt as bptt
 from .diag_rtrl import diag_rtrl as diag_rtrl
+from .es import ESLearnerState as ESLearnerState
+from .es import es as es
 from .kf_rtrl import kf_rtrl as kf_rtrl
 from .ok import ok as ok
 from .online_deep import OnlineDeepState as OnlineDeepState

@@ -84,9 +84,10 @@ class Learner(NamedTuple):
     def exact_for(self, cell: AbstractCell, steps: int) -> bool:
         """Whether this learner claims the exact gradient on ``cell`` over ``steps`` steps.
 
-        A truncating learner is exact when its window holds the whole sequence.
+        A truncating learner is exact when its window holds the whole sequence, unless it
+        draws noise (ES estimates even a window it holds whole).
         """
-        if self.truncation is not None and steps <= self.truncation:
+        if self.truncation is not None and steps <= self.truncation and not self.stochastic:
             return True
         return bool(self.exact_on(cell))
 

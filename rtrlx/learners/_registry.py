@@ -5,6 +5,7 @@ from collections.abc import Callable
 from ._base import Learner
 from .bptt import bptt
 from .diag_rtrl import diag_rtrl
+from .es import es
 from .kf_rtrl import kf_rtrl
 from .ok import ok
 from .online_deep import online_deep
@@ -26,6 +27,11 @@ LEARNERS: dict[str, tuple[Callable[..., Learner], str | None]] = {
     "ok": (ok, "rank, the number of Kronecker products kept"),
     "rflo": (rflo, None),
     "online_deep": (online_deep, "approx: full, snap1, truncated or spatial"),
+    "es": (es, "pairs, antithetic pairs per 50-step window"),
+    "es_pd": (
+        lambda pairs: es(pairs, estimator="past_descent"),
+        "pairs, antithetic pairs per 50-step window, the last estimate as surrogate",
+    ),
 }
 
 
