@@ -10,7 +10,7 @@ from conftest import INPUT, OUT, make_problem
 
 import rtrlx
 
-STEP_LEARNERS = ["rtrl", "snap:1", "snap:2", "uoro", "kf_rtrl", "ok:2", "tbptt:3"]
+STEP_LEARNERS = ["rtrl", "snap:1", "snap:2", "uoro", "kf_rtrl", "ok:2", "tbptt:3", "es:3"]
 
 
 def _first_step(spec, batch=2):
