@@ -179,16 +179,16 @@ def test_bench_deep_stack_memory_against_t(tmp_path, capsys):
 def test_noise_tiny_study_writes_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "noise.json", tmp_path / "noise.png"
     argv = ["noise", "--cells", "rhn,elman", "--lengths", "6,12", "--hidden", "3"]
-    argv += ["--samples", "8", "--learners", "kf_rtrl,ok:1,rflo,tbptt:20"]
+    argv += ["--samples", "8", "--learners", "kf_rtrl,ok:1,rflo,tbptt:20,es:10"]
     code = main([*argv, "--json", str(out), "--plot", str(png)])
     assert code == 0
     records = json.loads(out.read_text())["results"]
-    assert len(records) == 2 * 2 * 4
+    assert len(records) == 2 * 2 * 5
     status = {(r["cell"], r["learner"]): r["status"] for r in records}
     assert status[("rhn", "rflo")] == "unsupported" and status[("elman", "rflo")] == "ok"
     ok = [r for r in records if r["status"] == "ok"]
     for r in ok:
-        assert r["samples"] == (8 if r["learner"] in ("kf_rtrl", "ok:1") else 1)
+        assert r["samples"] == (8 if r["learner"] in ("kf_rtrl", "ok:1", "es:10") else 1)
         assert r["normalised_variance"] >= 0 and -1 <= r["cosine"] <= 1 + 1e-12
         if r["learner"] == "tbptt:20":  # the window covers the sequence: exact
             assert r["normalised_variance"] < 1e-20

@@ -35,6 +35,7 @@ DEFAULT_LEARNERS = (
     "rflo",
     "tbptt:5",
     "tbptt:20",
+    "es:10",
 )
 DEFAULT_CELLS = ("rhn", "gru", "elman")
 DEFAULT_LENGTHS = (10, 100, 1000)
