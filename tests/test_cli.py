@@ -40,6 +40,7 @@ def test_check_json(capsys):
     assert by_pair[("snap:1", "gru")]["rel_error"] > 1e-3
 
 
+@pytest.mark.slow  # 12 s
 def test_check_fails_when_a_claim_is_false(monkeypatch, capsys):
     monkeypatch.setattr(rtrlx.check, "claims_exact", lambda *args: True)
     code = main(

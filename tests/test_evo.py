@@ -68,7 +68,10 @@ def _agree(a, b):
 
 
 @pytest.mark.parametrize("n", [8, pytest.param(32, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("policy", ["static:1/n", "static:3/n", "schedule", "adaptive"])
+@pytest.mark.parametrize(
+    "policy",
+    ["static:1/n", pytest.param("static:3/n", marks=pytest.mark.slow), "schedule", "adaptive"],
+)
 def test_fast_simulation_has_the_plain_runtime_distribution(n, policy):
     """The skip-ahead k-chain is exact: its runtimes are distributed as the bit-level EA's."""
     fast = simulate(n, rates.parse(policy, n), RUNS, key=jax.random.key(1))

@@ -128,6 +128,7 @@ BASE = dict(
 )
 
 
+@pytest.mark.slow  # 10 s
 def test_training_gives_the_same_parameters_in_either_order(tmp_path):
     runs = {}
     for name in ("batched", "streams"):

@@ -220,6 +220,7 @@ def test_ptb_evaluation_without_resets_and_with_its_own_streams():
     assert all(5.0 < v < 7.5 for v in (*a.values(), *b.values()))  # near log2(50) untrained
 
 
+@pytest.mark.slow  # 7 s
 def test_recipes_plot_draws_runs_beside_the_published_curves(tmp_path, capsys):
     run = tmp_path / "run"
     config = dataclasses.replace(

@@ -18,16 +18,24 @@ RESTART_AT = 7  # stream 0 begins a new sequence before this step (not a window 
 def _scan_with_restart(learner, cell, head, xs, ys, done_at):
     """Sum of the step gradients over ``xs`` with the streams in ``done_at`` restarted."""
     state = learner.init(cell, key=jax.random.key(1), batch_size=xs.shape[1])
+    step = eqx.filter_jit(learner.step)
     total = None
     for t in range(xs.shape[0]):
         if t == RESTART_AT:
             state = restart_streams(learner, cell, state, done_at)
-        state, _, grads = learner.step(cell, head, rtrlx.losses.mse, state, xs[t], ys[t])
+        state, _, grads = step(cell, head, rtrlx.losses.mse, state, xs[t], ys[t])
         total = grads if total is None else jax.tree.map(jnp.add, total, grads)
     return flat(total)
 
 
-@pytest.mark.parametrize("learner", [rtrlx.rtrl(), rtrlx.tbptt(T), rtrlx.tbptt(5)])
+@pytest.mark.parametrize(
+    "learner",
+    [
+        pytest.param(rtrlx.rtrl(), marks=pytest.mark.slow),  # 10 s
+        pytest.param(rtrlx.tbptt(T), marks=pytest.mark.slow),  # 4 s
+        rtrlx.tbptt(5),
+    ],
+)
 def test_restart_equals_two_separate_sequences(learner):
     """With stream 0 restarted at step 7, an exact learner's gradient is BPTT's on steps
     0..6 plus BPTT's on 7..T-1 from the initial state (stream 0) and BPTT's on the whole
@@ -74,7 +82,14 @@ def _reference(cell, head, xs, ys, k, *, restart):
     return total
 
 
-@pytest.mark.parametrize("name", ["uoro", "kf_rtrl", "snap:1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "uoro",
+        pytest.param("kf_rtrl", marks=pytest.mark.slow),
+        pytest.param("snap:1", marks=pytest.mark.slow),
+    ],
+)
 def test_restarted_stream_state_is_fresh(name):
     """An approximate learner's restarted stream holds init's hidden state and traces; the
     other streams and every PRNG key are untouched."""

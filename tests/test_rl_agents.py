@@ -31,7 +31,7 @@ def _flat(tree):
     [
         pytest.param("rtu-nonlinear", "diag_rtrl", marks=pytest.mark.slow),  # 20 s
         pytest.param("lru", "diag_rtrl", marks=pytest.mark.slow),  # 17 s
-        ("gru", "rtrl"),
+        pytest.param("gru", "rtrl", marks=pytest.mark.slow),  # 14 s
     ],
 )
 def test_realtime_ppo_gradient_equals_bptt(core, learner):

@@ -28,6 +28,7 @@ def _registered():
     del LEARNERS["window"]
 
 
+@pytest.mark.slow  # 11 s
 def test_the_shared_learner_suite_takes_it():
     test_learners.test_streaming_equals_sequence_grads("window:4", "gru")
     test_learners.test_jits_once_and_keeps_state_shape("window:4", "gru")

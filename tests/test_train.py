@@ -9,6 +9,7 @@ import pytest
 from rtrlx.train import TrainConfig, TrainingError, read_metrics, train
 
 
+@pytest.mark.slow  # 9 s
 def test_rtrl_raises_the_copy_curriculum_level():
     config = TrainConfig(
         task="copy-curriculum", cell="rhn", learner="rtrl", hidden=16, steps=3000, lr=3e-3

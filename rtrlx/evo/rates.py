@@ -50,7 +50,7 @@ class Policy(NamedTuple):
 
     name: str
     init: Callable[[], RateState]
-    next_block: Callable[[RateState, Array, Array], RateState]
+    next_block: Callable[[RateState, Array | int, Array | int], RateState]
     observes: bool = False
     family: str = ""
 
@@ -116,7 +116,7 @@ def static(p: float, name: str | None = None) -> Policy:
     return Policy(name or f"static:{p:g}", init, _same_block, family="static")
 
 
-def _same_block(state: RateState, changes: Array, length: Array) -> RateState:
+def _same_block(state: RateState, changes: Array | int, length: Array | int) -> RateState:
     del changes, length
     return state
 
@@ -154,7 +154,7 @@ def schedule(a: float | None = None, *, delta: float = 1e-2) -> Policy:
     def block(t0: Array) -> RateState:
         g = (t0 + 1).astype(float)
         p = jnp.where(g >= 3, jnp.minimum(MAX_RATE, a * jnp.log(g) / g), MAX_RATE)
-        end = jnp.maximum(t0 + 1, jnp.floor(t0 * (1 + delta)).astype(t0.dtype))
+        end = jnp.maximum(t0 + 1, jnp.floor(t0.astype(float) * (1 + delta)).astype(t0.dtype))
         return RateState(p, end, jnp.asarray(0.0))
 
     return Policy(
@@ -197,7 +197,7 @@ def adaptive(*, shortest: int = 64) -> Policy:
         t0 = jnp.asarray(0, jnp.asarray(NEVER).dtype)
         return RateState(jnp.asarray(MAX_RATE, float), t0 + length(t0), jnp.asarray(0.0))
 
-    def next_block(s: RateState, changes: Array, n: Array) -> RateState:
+    def next_block(s: RateState, changes: Array | int, n: Array | int) -> RateState:
         r = changes / jnp.maximum(n, 1)
         estimate = jnp.log1p(-jnp.minimum(r, 1 - 1e-12)) / jnp.log1p(-s.p)
         p = jnp.where(

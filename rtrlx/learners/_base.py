@@ -119,8 +119,8 @@ def restart_streams(learner: Learner, cell: AbstractCell, state: Any, done: Arra
         >>> learner = rtrlx.rtrl()
         >>> state = learner.init(cell, batch_size=2)
         >>> state = state._replace(hidden=jnp.ones((2, 3)))
-        >>> restart_streams(learner, cell, state, jnp.array([True, False])).hidden[:, 0]
-        Array([0., 1.], dtype=float32)
+        >>> restart_streams(learner, cell, state, jnp.array([True, False])).hidden[:, 0].tolist()
+        [0.0, 1.0]
     """
     if learner.reset is not None:
         return learner.reset(cell, state, done)
