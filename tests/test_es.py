@@ -229,6 +229,7 @@ def test_es_learner_never_differentiates_the_cell():
         rtrlx.sequence_grads(rtrlx.rtrl(), cell, head, rtrlx.losses.mse, xs, ys)
 
 
+@pytest.mark.slow  # 10 s
 def test_es_learner_trains_online_from_the_command_line(tmp_path, capsys):
     from rtrlx.cli import main
 

@@ -117,6 +117,7 @@ def test_every_linear_function_takes_the_plain_simulation():
         assert result.finished.all() and 10 < result.runtime.mean() < 200
 
 
+@pytest.mark.slow  # 9 s
 def test_one_compilation_serves_every_size_and_every_static_rate():
     for first, second in [
         ((50, rates.schedule()), (70, rates.schedule())),

@@ -146,6 +146,7 @@ def test_training_gives_the_same_parameters_in_either_order(tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow  # 10 s
 def test_a_resumed_run_keeps_the_order_it_started_with(tmp_path, monkeypatch):
     monkeypatch.setattr(_layout, "MEASURE_BYTES", 0)
     first = train(TrainConfig(steps=20, **BASE), out=str(tmp_path))

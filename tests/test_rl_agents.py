@@ -85,6 +85,7 @@ def test_realtime_ppo_gradient_equals_bptt(core, learner):
     np.testing.assert_allclose(_flat(k_grads), _flat(reference), rtol=1e-7, atol=1e-12)
 
 
+@pytest.mark.slow  # 11 s
 def test_ppo_rollout_resets_memory_at_episode_ends():
     """The stored state after an episode's last step is the fresh one: hidden and traces."""
     config = rtrlx.rl.PPOConfig(envs=2, rollout=60, minibatches=2, epochs=1)
