@@ -19,7 +19,7 @@ here, unknown to every policy but ``static:1/n``.
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +85,22 @@ def _generation_odds(k: Array, n: Array, p: Array, size: int) -> tuple[Array, ..
     return log_a, log_b, better, worse
 
 
+def _end_block(policy: Policy, s: Any) -> Any:
+    """A run (fast or plain) with its next rate block once ``t`` reaches the block's end."""
+    ended = s.t >= s.rate.end
+    rate = jax.tree.map(
+        lambda new, old: jnp.where(ended, new, old),
+        policy.next_block(s.rate, s.changes, s.length),
+        s.rate,
+    )
+    zero = jnp.zeros_like(s.changes)
+    return s._replace(
+        rate=rate,
+        changes=jnp.where(ended, zero, s.changes),
+        length=jnp.where(ended, zero, s.length),
+    )
+
+
 def _draw(key: Array, weights: Array) -> Array:
     """An index drawn with probability proportional to ``weights`` (one uniform)."""
     cdf = jnp.cumsum(weights)
@@ -133,20 +149,6 @@ def _step(n: Array, policy: Policy, max_generations: int) -> Callable[[RunState]
             length=s.length + 1,
         )
 
-    def end_block(s: RunState) -> RunState:
-        ended = s.t >= s.rate.end
-        rate = jax.tree.map(
-            lambda new, old: jnp.where(ended, new, old),
-            policy.next_block(s.rate, s.changes, s.length),
-            s.rate,
-        )
-        zero = jnp.zeros_like(s.changes)
-        return s._replace(
-            rate=rate,
-            changes=jnp.where(ended, zero, s.changes),
-            length=jnp.where(ended, zero, s.length),
-        )
-
     def pick(mask: Array, new: RunState, old: RunState) -> RunState:
         def where(a, b):
             return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
@@ -170,7 +172,7 @@ def _step(n: Array, policy: Policy, max_generations: int) -> Callable[[RunState]
                 lambda prev=moved: prev,
             )
             served, way = rate, way + 1
-        moved = jax.vmap(end_block)(moved)
+        moved = jax.vmap(functools.partial(_end_block, policy))(moved)
         return pick(running, moved, s)._replace(key=keys[:, 0])
 
     return step
@@ -355,21 +357,8 @@ def _plain_step(w: Array, policy: Policy, max_generations: int) -> Callable:
         delta = gain(w, s.x, y)
         t, length = s.t + 1, s.length + 1
         changes = s.changes + (delta != 0).astype(s.changes.dtype)
-        ended = t >= s.rate.end
-        rate = jax.tree.map(
-            lambda new, old: jnp.where(ended, new, old),
-            policy.next_block(s.rate, changes, length),
-            s.rate,
-        )
-        zero = jnp.zeros_like(changes)
-        moved = PlainState(
-            jnp.where(delta >= 0, y, s.x),
-            t,
-            rate,
-            jnp.where(ended, zero, changes),
-            jnp.where(ended, zero, length),
-            s.key,
-        )
+        moved = PlainState(jnp.where(delta >= 0, y, s.x), t, s.rate, changes, length, s.key)
+        moved = _end_block(policy, moved)
         kept = jax.tree.map(lambda new, old: jnp.where(running, new, old), moved, s)
         return kept._replace(key=key)
 
