@@ -114,11 +114,11 @@ class Job(NamedTuple):
 
 
 #: Callbacks that see every chunk's record of every run driven in this process (:func:`watching`).
-_WATCHERS: list[Callable[[dict], None]] = []
+_WATCHERS: list[Callable[[dict, int], None]] = []
 
 
 @contextlib.contextmanager
-def watching(callback: Callable[[dict], None]) -> Iterator[None]:
+def watching(callback: Callable[[dict, int], None]) -> Iterator[None]:
     """Call ``callback`` with each chunk's record of every run this process drives meanwhile.
 
     A caller that runs a whole command (a sweep's trial runs ``rtrlx train ...`` in-process)
@@ -126,8 +126,8 @@ def watching(callback: Callable[[dict], None]) -> Iterator[None]:
     ``on_chunk`` is the command's (its progress bar).
 
     Args:
-        callback: called with each record (the dict ``metrics.jsonl`` gets), after
-            ``on_chunk``.
+        callback: ``callback(record, steps)`` with each record (the dict ``metrics.jsonl``
+            gets), after ``on_chunk``, and the step the run is to end at.
 
     Yields:
         None; the callback is removed on exit.
@@ -136,10 +136,10 @@ def watching(callback: Callable[[dict], None]) -> Iterator[None]:
         >>> seen = []
         >>> job = Job(jnp.zeros(()), lambda c, n: (c + n, None),
         ...           lambda c, out, info: {}, lambda c, records, info: {}, 5, "counting")
-        >>> with watching(lambda record: seen.append(record["step"])):
+        >>> with watching(lambda record, steps: seen.append((record["step"], steps))):
         ...     _ = drive({}, lambda: job, steps=10)
         >>> seen
-        [5, 10]
+        [(5, 10), (10, 10)]
     """
     _WATCHERS.append(callback)
     try:
@@ -310,7 +310,7 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
             if on_chunk:
                 on_chunk(record)
             for watcher in tuple(_WATCHERS):
-                watcher(record)
+                watcher(record, s.steps)
             stopped = job.stop(s.records) if job.stop else None
             if stopped:
                 break

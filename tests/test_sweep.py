@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -219,7 +218,7 @@ def test_a_trial_is_the_command_s_run_and_reports_its_records(tmp_path):
     with open(tmp_path / "t" / "result.json") as f:
         result = json.load(f)
     assert result["learner"] == "rtrl" and result["seed"] == 1 and result["steps"] == 200
-    assert [r["step"] for r in reports] == [100, 200, 200]  # two chunks, then the final one
+    assert [r["step"] for r in reports] == [100, 200]  # the first chunk, then the result
     assert reports[-1]["final"] and reports[-1]["T_"] == result["value"] == record["value"]
     assert record["status"] == "done"
     # a finished run is read back, not rerun
@@ -248,6 +247,35 @@ def test_a_failed_trial_raises_the_command_s_message_and_records_it(tmp_path):
     with open(tmp_path / "t" / "trial.json") as f:
         saved = json.load(f)
     assert saved["status"] == "failed" and "lower --lr" in saved["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command, args, point",
+    [
+        ("rl", {"steps": 2000, "seeds": 1, "chunks": 4, "hidden": 8}, {"seed": 0}),
+        (
+            "lm",
+            {
+                "windows": 6,
+                "window": 20,
+                "batch": 4,
+                "hidden": 16,
+                "eval_every": 3,
+                "eval_streams": 4,
+            },
+            {"cell": "lstm"},
+        ),
+    ],
+)
+def test_rl_and_lm_trials_report_their_headline_metric(tmp_path, command, args, point):
+    spec = SweepSpec(command, args)
+    reports = []
+    record = run_trial(point, str(tmp_path / "t"), spec, plan(spec).metric, report=reports.append)
+    metric = plan(spec).metric
+    assert record["status"] == "done" and record["value"] is not None
+    assert len(reports) >= 2 and reports[-1]["final"]
+    assert reports[-1][metric] == record["value"] and reports[-1]["step"] == record["step"] > 0
 
 
 def test_metric_values_average_seeds_and_skip_what_is_missing():
@@ -341,82 +369,113 @@ def ray_head():
                 os.environ[k] = v
 
 
+def _sweep(*flags, env=None):
+    """``rtrlx sweep FLAGS`` in a fresh process, as a user runs it; (exit code, stderr, out)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rtrlx.cli", "sweep", *flags],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**(env or os.environ), "COLUMNS": "500"},
+    )
+    return done.returncode, done.stderr, done.stdout
+
+
+def _flags(args):
+    return [f"--set={k}={v}" for k, v in args.items()]
+
+
+def _results(out):
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)
+
+
 @pytest.mark.slow
 def test_a_sweep_on_a_cluster_by_address_records_a_failure_and_resumes(ray_head, tmp_path):
-    from rtrlx._cli_sweep import check_trial
-    from rtrlx.sweep import sweep
-
     out = str(tmp_path / "sweep")
-    spec = SweepSpec(
-        "train", {**TINY, "optimizer": "sgd", "learner": "rtrl"}, {"lr": [0.01, 1e300]}
-    )
-    events = []
-    report = sweep(
-        spec,
+    flags = [
+        *_flags({**TINY, "optimizer": "sgd", "learner": "rtrl"}),
+        "--grid",
+        "lr=0.01,1e300",
+        "--command",
+        "train",
+        "--address",
+        ray_head,
+        "--out",
         out,
-        address=ray_head,
-        check=check_trial,
-        on_event=lambda kind, i, m: events.append((kind, i)),
-    )
-    good, bad = report["trials"]
+    ]
+    code, err, printed = _sweep(*flags)
+    assert code == 0, err
+    good, bad = _results(out)["trials"]
     assert good["status"] == "done" and good["step"] == 200 and good["value"] is not None
     assert bad["status"] == "failed" and "non-finite" in bad["error"]
-    assert ("done", 0) in events and ("failed", 1) in events
-    with open(os.path.join(out, "results.json")) as f:
-        assert json.load(f)["trials"][1]["status"] == "failed"
+    assert "t001 (lr=1e+300) failed: rtrlx train:" in err and "2/2" in err
+    assert "0.01" in printed  # the table
     # resume: Tune's state says both ended; nothing runs again, the results are the same
     mtime = os.path.getmtime(os.path.join(out, "runs", "t000", "metrics.jsonl"))
-    again = sweep(None, out, address=ray_head, resume=True)
-    assert [t["status"] for t in again["trials"]] == ["done", "failed"]
-    assert again["trials"][0]["value"] == good["value"]
+    code, err, _ = _sweep("--resume", "--address", ray_head, "--out", out)
+    assert code == 0, err
+    again = _results(out)["trials"]
+    assert [t["status"] for t in again] == ["done", "failed"]
+    assert again[0]["value"] == good["value"]
     assert os.path.getmtime(os.path.join(out, "runs", "t000", "metrics.jsonl")) == mtime
 
 
 @pytest.mark.slow
 def test_a_resumed_sweep_runs_only_the_trials_that_had_not_finished(ray_head, tmp_path):
-    from rtrlx.sweep import sweep
-
     out = str(tmp_path / "sweep")
-    spec = SweepSpec("train", {**TINY, "learner": "uoro"}, {"seed": [0, 1]})
-    first = sweep(spec, out, address=ray_head)
-    assert [t["status"] for t in first["trials"]] == ["done", "done"]
+    flags = [
+        *_flags({**TINY, "learner": "uoro"}),
+        "--seeds",
+        "2",
+        "--command",
+        "train",
+        "--address",
+        ray_head,
+        "--out",
+        out,
+    ]
+    code, err, _ = _sweep(*flags)
+    assert code == 0, err
+    assert [t["status"] for t in _results(out)["trials"]] == ["done", "done"]
     # as after a kill before Tune saved its state: the trials' directories alone
     shutil.rmtree(os.path.join(out, "tune"))
     os.remove(os.path.join(out, "runs", "t001", "result.json"))
     os.remove(os.path.join(out, "runs", "t001", "checkpoint.eqx"))
     mtime = os.path.getmtime(os.path.join(out, "runs", "t000", "metrics.jsonl"))
-    time.sleep(0.01)
-    again = sweep(spec, out, address=ray_head, resume=True)
-    assert [t["status"] for t in again["trials"]] == ["done", "done"]
+    code, err, _ = _sweep(*flags, "--resume")
+    assert code == 0, err
+    assert [t["status"] for t in _results(out)["trials"]] == ["done", "done"]
     assert os.path.getmtime(os.path.join(out, "runs", "t000", "metrics.jsonl")) == mtime
     assert os.path.exists(os.path.join(out, "runs", "t001", "result.json"))
+    code, err, _ = _sweep(*flags[:-2], "--grid", "lr=0.1", "--out", out, "--resume")
+    assert code == 2 and "started with another spec (it differs in grid)" in err
 
 
 @pytest.mark.slow
-def test_the_local_default_needs_no_address_and_refuses_a_second_sweep_in_its_dir(
-    tmp_path, capsys
-):
+def test_asha_stops_a_trial_that_is_behind_at_its_first_rung(ray_head, tmp_path):
     out = str(tmp_path / "sweep")
-    flags = [
-        "sweep",
-        "--command",
-        "train",
-        *[f"--set={k}={v}" for k, v in TINY.items()],
-        "--grid",
-        "learner=rtrl",
-        "--out",
-        out,
-    ]
-    env_address = os.environ.pop("RAY_ADDRESS", None)
-    try:
-        assert main(flags) == 0
-    finally:
-        if env_address is not None:
-            os.environ["RAY_ADDRESS"] = env_address
-    printed = capsys.readouterr()
-    assert "rtrl" in printed.out and "1 trials" in printed.err
-    with open(os.path.join(out, "results.json")) as f:
-        report = json.load(f)
+    # one trial at a time: the good one sets the rung's bar, the frozen one falls below it
+    args = {**TINY, "task": "adding", "steps": 400, "learner": "rtrl"}
+    flags = [*_flags(args), "--grid", "lr=0.03,1e-12", "--asha", "100:2", "--concurrent", "1"]
+    code, err, _ = _sweep(*flags, "--command", "train", "--address", ray_head, "--out", out)
+    assert code == 0, err
+    report = _results(out)
+    good, frozen = report["trials"]
+    assert good["status"] == "done" and good["step"] == 400
+    assert frozen["status"] == "stopped" and frozen["step"] < 400, frozen
+    assert report["table"][0]["lr"] == 0.03 and report["table"][1]["stopped"] == 1
+
+
+@pytest.mark.slow
+def test_the_local_default_needs_no_address_and_refuses_a_second_sweep_in_its_dir(tmp_path):
+    out = str(tmp_path / "sweep")
+    flags = ["--command", "train", *_flags(TINY), "--grid", "learner=rtrl", "--out", out]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    code, err, printed = _sweep(*flags, env=env)
+    assert code == 0, err
+    assert "rtrl" in printed and "1 trials" in err
+    report = _results(out)
     assert report["trials"][0]["status"] == "done" and report["concurrent"] >= 1
-    assert main(flags) == 2
-    assert "already holds a sweep" in capsys.readouterr().err
+    code, err, _ = _sweep(*flags, env=env)
+    assert code == 2 and "already holds a sweep" in err

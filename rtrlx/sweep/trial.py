@@ -25,11 +25,21 @@ from ..driver import watching, write_json
 from .spec import SweepSpec, trial_argv
 
 TRIAL_FILE = "trial.json"
+#: Each command's result and metrics files in its run directory.
+RUN_FILES = {
+    "train": ("result.json", "metrics.jsonl"),
+    "lm": ("result.json", "metrics.jsonl"),
+    "rl": ("summary.json", "curves.jsonl"),
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class TrialError(RuntimeError):
     """A trial's command failed; the message is the command's own error."""
+
+
+class _Stopped(BaseException):
+    """Tune stopped the trial at a report; passes through the command (not an error)."""
 
 
 def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
@@ -114,16 +124,44 @@ def run_trial(
         record.update(value=metrics[metric], step=metrics["step"])
         record["seconds"] = time.perf_counter() - tic
         write_json(os.path.join(run_dir, TRIAL_FILE), record)
-        if report is not None:
+        if report is None:
+            return
+        try:
             report(metrics)
-
-    def on_record(chunk: dict) -> None:
-        value = metric_value(chunk, metric)
-        if value is not None:
-            send({"step": chunk["step"], metric: value})
+        except SystemExit:  # Tune stops a trial (ASHA) by exiting its thread at a report
+            if record["status"] != "done":  # a finished run stopped at its last report is done
+                record["status"] = "stopped"
+            write_json(os.path.join(run_dir, TRIAL_FILE), record)
+            raise _Stopped from None
 
     os.makedirs(run_dir, exist_ok=True)
-    result = _finished(run_dir)
+    try:
+        return _run(point, run_dir, spec, metric, entry, record, send, tic)
+    except _Stopped:
+        raise SystemExit(0) from None  # how Tune expects a stopped trial's thread to end
+
+
+def _run(
+    point: Mapping[str, Any],
+    run_dir: str,
+    spec: SweepSpec,
+    metric: str,
+    entry: str,
+    record: dict,
+    send: Callable[[dict], None],
+    tic: float,
+) -> dict:
+    """:func:`run_trial`'s work: the command (unless it finished before), then its result."""
+
+    def on_record(chunk: dict, steps: int) -> None:
+        value = metric_value(chunk, metric)
+        # the last chunk's figure is reported with the result, after the run has ended: a
+        # stop (ASHA at its max_t) must not cut off the run's final evaluation
+        if value is not None and chunk["step"] < steps:
+            send({"step": chunk["step"], metric: value})
+
+    files = RUN_FILES[spec.command]
+    result = _finished(run_dir, files[0])
     if result is None:
         argv = trial_argv(spec, point, run_dir)
         if os.path.exists(os.path.join(run_dir, "checkpoint.eqx")):
@@ -135,8 +173,8 @@ def run_trial(
             record["seconds"] = time.perf_counter() - tic
             write_json(os.path.join(run_dir, TRIAL_FILE), record)
             raise TrialError(record["error"])
-        result = _finished(run_dir) or {}
-    records = _records(run_dir)
+        result = _finished(run_dir, files[0]) or {}
+    records = _records(run_dir, files[1])
     value = final_value(result, records, metric)
     step = result.get("steps") or (records[-1]["step"] if records else 0)
     record["status"] = "done"
@@ -188,20 +226,20 @@ def _error_line(text: str, command: str, code: int) -> str:
     return message or f"rtrlx {command} exited with status {code} and no message"
 
 
-def _finished(run_dir: str) -> dict | None:
-    """The run's result.json when the run finished (not interrupted), else None."""
+def _finished(run_dir: str, name: str) -> dict | None:
+    """The run's result (``name``) when the run finished (not interrupted), else None."""
     try:
-        with open(os.path.join(run_dir, "result.json")) as f:
+        with open(os.path.join(run_dir, name)) as f:
             result = json.load(f)
     except (OSError, ValueError):
         return None
     return None if result.get("interrupted") else result
 
 
-def _records(run_dir: str) -> list[dict]:
+def _records(run_dir: str, name: str) -> list[dict]:
     from ..driver import read_records
 
     try:
-        return read_records(run_dir)
+        return read_records(run_dir, name)
     except OSError:
         return []
