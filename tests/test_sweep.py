@@ -136,6 +136,11 @@ def test_spec_files_in_toml_and_yaml_read_the_same(tmp_path):
         load(str(tmp_path / "missing.toml"))
 
 
+def test_the_example_spec_is_the_sweep_the_readme_describes():
+    spec = load(os.path.join(os.path.dirname(__file__), "..", "examples", "sweep-copy-lr.toml"))
+    assert len(spec.points()) == 27 and plan(spec).metric == "T_"
+
+
 def test_the_metric_is_the_command_s_headline_unless_named():
     assert plan(SweepSpec("train", {"task": "adding"})).metric == "mse"
     assert plan(SweepSpec("train", {"task": "adding"})).mode == "min"
@@ -228,6 +233,7 @@ def test_a_trial_is_the_command_s_run_and_reports_its_records(tmp_path):
     assert os.path.getmtime(tmp_path / "t" / "metrics.jsonl") == mtime
 
 
+@pytest.mark.slow
 def test_a_killed_trial_goes_on_from_its_checkpoint(tmp_path):
     run_dir = str(tmp_path / "t")
     spec = SweepSpec("train", TINY)
