@@ -132,16 +132,16 @@ def build_spec(args: argparse.Namespace) -> Any:
         data["command"] = args.sweep_command
     for item in args.set:
         name, value = _pair(item, "--set")
-        data["args"][name] = parse_value(value)
+        _put(data, "args", name, parse_value(value))
     for item in args.grid:
         name, values = _pair(item, "--grid")
-        data["grid"][name] = [parse_value(v) for v in values.split(",") if v.strip()]
+        _put(data, "grid", name, [parse_value(v) for v in values.split(",") if v.strip()])
     for item in args.random:
         name, text = _pair(item, "--random")
         kind, *params = text.split(":")
-        data["random"][name] = {kind: [parse_value(v) for v in params]}
+        _put(data, "random", name, {kind: [parse_value(v) for v in params]})
     if args.seeds:
-        data["grid"]["seed"] = list(range(args.seeds))
+        _put(data, "grid", "seed", list(range(args.seeds)))
     for key in ("samples", "metric", "mode"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
@@ -214,6 +214,7 @@ def run_sweep(args: argparse.Namespace, check_output: Any, escape: Any, stdout: 
                 overwrite=args.overwrite,
                 concurrent=args.concurrent,
                 cpus_per_trial=args.cpus_per_trial,
+                entry="rtrlx.cli:main",
                 check=check_trial,
                 on_event=on_event,
             )
@@ -222,10 +223,12 @@ def run_sweep(args: argparse.Namespace, check_output: Any, escape: Any, stdout: 
             return 2
     stdout().print(_table(report))
     _print_failures(err, report, escape)
-    left = sum(t["status"] == "not run" for t in report["trials"])
+    left = report["unfinished"]
     if left:
         err.print(
-            f"{left} trial(s) did not run; `rtrlx sweep --resume --out {args.out}` runs them."
+            f"[yellow]{left} trial(s) did not finish (interrupted or not started): `rtrlx "
+            f"sweep --resume --out {args.out}` runs them (a run goes on from its last "
+            "checkpoint).[/yellow]"
         )
     rate = report["trials_per_hour"]
     err.print(
@@ -233,7 +236,7 @@ def run_sweep(args: argparse.Namespace, check_output: Any, escape: Any, stdout: 
         + (f"{rate:.1f} trials/hour; " if rate else "")
         + f"results: {args.out}/results.json, results.csv"
     )
-    return 0
+    return 130 if left else 0
 
 
 def _table(report: dict) -> Any:
@@ -265,6 +268,16 @@ def _print_failures(err: Any, report: dict, escape: Any) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _put(data: dict, section: str, name: str, value: Any) -> None:
+    """Set ``name`` in ``section``, removing it from the others: a flag wins over the file."""
+    from .sweep.spec import setting
+
+    for other in ("args", "grid", "random"):
+        for key in [k for k in data[other] if setting(k) == setting(name)]:
+            del data[other][key]
+    data[section][name] = value
 
 
 def _pair(item: str, flag: str) -> tuple[str, str]:

@@ -27,6 +27,8 @@ TINY = {
     "chunk": 100,
     "batch": 2,
 }
+#: The command line that runs a trial's command.
+ENTRY = "rtrlx.cli:main"
 #: Flags that make a run diverge at its first chunk.
 DIVERGE = {"optimizer": "sgd", "lr": 1e300}
 
@@ -95,6 +97,27 @@ def test_a_bad_spec_is_refused_by_name(kwargs, words):
         from_dict(kwargs)
 
 
+def test_distinct_task_parameters_may_be_fixed_and_swept_but_one_not_twice():
+    spec = SweepSpec("train", {"task-param.max_length": 64}, {"task_param.start": [1, 2]})
+    assert "max_length=64" in trial_argv(spec, spec.points()[0], "o")
+    with pytest.raises(SpecError, match=r"task-param\.start: set in two places"):
+        SweepSpec("train", {"task-param.start": 1}, {"task_param.start": [1, 2]})
+
+
+def test_tasks_with_different_metrics_need_a_named_metric():
+    spec = SweepSpec("train", {}, {"task": ["adding", "copy-curriculum"]})
+    with pytest.raises(SpecError, match=r"different headline metrics \(T_ \(max\), mse \(min\)"):
+        plan(spec)
+    named = SweepSpec("train", {}, {"task": ["adding", "copy"]}, metric="loss", mode="min")
+    assert plan(named).metric == "loss"
+    assert plan(SweepSpec("train", {}, {"task": ["copy-ok", "copy-curriculum"]})).metric == "T_"
+
+
+def test_an_rl_trial_runs_one_seed_unless_told():
+    assert trial_argv(SweepSpec("rl"), {"seed": 2}, "o")[-4:] == ["--seeds", "1", "--out", "o"]
+    assert "1" not in trial_argv(SweepSpec("rl", {"seeds": 3}), {"seed": 2}, "o")[-4:-2]
+
+
 def test_trial_argv_writes_each_kind_of_value_as_its_flag():
     spec = SweepSpec(
         "train", {"task-param.max_length": 8, "update_every": 2, "flag": True, "off": False}
@@ -123,9 +146,9 @@ def test_spec_files_in_toml_and_yaml_read_the_same(tmp_path):
         'learner = ["rtrl", "uoro"]\n[random]\nlr = {loguniform = [1e-4, 1e-2]}\n'
     )
     yaml = tmp_path / "s.yaml"
-    yaml.write_text(
+    yaml.write_text(  # YAML 1.1 reads 1e-2 as text; the spec reads it as the number
         "command: train\nsamples: 2\nargs: {steps: 100}\ngrid: {learner: [rtrl, uoro]}\n"
-        "random: {lr: {loguniform: [1.0e-4, 1.0e-2]}}\n"
+        "random: {lr: {loguniform: [1.0e-4, 1e-2]}}\n"
     )
     assert load(str(toml)) == load(str(yaml))
     bad = tmp_path / "bad.toml"
@@ -180,6 +203,8 @@ def test_flags_build_the_spec_and_add_to_a_file(tmp_path, capsys):
     )
     spec = build_spec(args)
     assert spec.args == {"steps": 300}
+    over = build_parser().parse_args(["sweep", str(path), "--grid", "steps=100,200"])
+    assert build_spec(over).args == {} and build_spec(over).grid["steps"] == [100, 200]
     assert spec.grid == {"learner": ["rtrl"], "lr": [1e-3, 3e-3], "seed": [0, 1]}
     assert spec.random == {"hidden": {"randint": [4, 8]}}
     assert spec.asha == {"grace": 100, "reduction": 2}
@@ -194,6 +219,8 @@ def test_flags_build_the_spec_and_add_to_a_file(tmp_path, capsys):
         (["--command", "rl", "--set", "core=lstm"], "unknown core 'lstm'"),
         (["--command", "train", "--grid", "lr"], "NAME=VALUE"),
         (["--command", "train", "--random", "lr=normal:0:1"], "unknown distribution"),
+        (["--command", "train", "--set", "steps=100", "--asha", "x"], "grace = 'x' must be"),
+        (["--command", "train", "--cpus-per-trial", "64"], "no trial could start"),
         ([], "give a spec file"),
     ],
 )
@@ -218,7 +245,12 @@ def test_a_trial_is_the_command_s_run_and_reports_its_records(tmp_path):
     spec = SweepSpec("train", TINY)
     reports = []
     record = run_trial(
-        {"learner": "rtrl", "seed": 1}, str(tmp_path / "t"), spec, "T_", report=reports.append
+        {"learner": "rtrl", "seed": 1},
+        str(tmp_path / "t"),
+        spec,
+        "T_",
+        entry=ENTRY,
+        report=reports.append,
     )
     with open(tmp_path / "t" / "result.json") as f:
         result = json.load(f)
@@ -228,7 +260,7 @@ def test_a_trial_is_the_command_s_run_and_reports_its_records(tmp_path):
     assert record["status"] == "done"
     # a finished run is read back, not rerun
     mtime = os.path.getmtime(tmp_path / "t" / "metrics.jsonl")
-    again = run_trial({"learner": "rtrl", "seed": 1}, str(tmp_path / "t"), spec, "T_")
+    again = run_trial({"learner": "rtrl", "seed": 1}, str(tmp_path / "t"), spec, "T_", entry=ENTRY)
     assert again["value"] == record["value"]
     assert os.path.getmtime(tmp_path / "t" / "metrics.jsonl") == mtime
 
@@ -240,7 +272,7 @@ def test_a_killed_trial_goes_on_from_its_checkpoint(tmp_path):
     argv = trial_argv(spec, {"learner": "uoro"}, run_dir)
     assert main([*argv[:-2], "--steps", "100", "--out", run_dir]) == 0  # "killed" at step 100
     os.remove(os.path.join(run_dir, "result.json"))
-    record = run_trial({"learner": "uoro"}, run_dir, spec, "T_")
+    record = run_trial({"learner": "uoro"}, run_dir, spec, "T_", entry=ENTRY)
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f]
     assert steps == [100, 200] and record["step"] == 200
@@ -249,7 +281,7 @@ def test_a_killed_trial_goes_on_from_its_checkpoint(tmp_path):
 def test_a_failed_trial_raises_the_command_s_message_and_records_it(tmp_path):
     spec = SweepSpec("train", {**TINY, **DIVERGE})
     with pytest.raises(TrialError, match="non-finite between steps 0 and 100"):
-        run_trial({"learner": "rtrl"}, str(tmp_path / "t"), spec, "T_")
+        run_trial({"learner": "rtrl"}, str(tmp_path / "t"), spec, "T_", entry=ENTRY)
     with open(tmp_path / "t" / "trial.json") as f:
         saved = json.load(f)
     assert saved["status"] == "failed" and "lower --lr" in saved["error"]
@@ -277,11 +309,19 @@ def test_a_failed_trial_raises_the_command_s_message_and_records_it(tmp_path):
 def test_rl_and_lm_trials_report_their_headline_metric(tmp_path, command, args, point):
     spec = SweepSpec(command, args)
     reports = []
-    record = run_trial(point, str(tmp_path / "t"), spec, plan(spec).metric, report=reports.append)
+    record = run_trial(
+        point, str(tmp_path / "t"), spec, plan(spec).metric, entry=ENTRY, report=reports.append
+    )
     metric = plan(spec).metric
     assert record["status"] == "done" and record["value"] is not None
     assert len(reports) >= 2 and reports[-1]["final"]
     assert reports[-1][metric] == record["value"] and reports[-1]["step"] == record["step"] > 0
+
+
+def test_a_run_without_the_metric_fails_naming_what_it_recorded(tmp_path):
+    spec = SweepSpec("train", TINY)
+    with pytest.raises(TrialError, match=r"recorded no value of 'T'.*T_.*--metric"):
+        run_trial({"learner": "uoro"}, str(tmp_path / "t"), spec, "T", entry=ENTRY)
 
 
 def test_metric_values_average_seeds_and_skip_what_is_missing():

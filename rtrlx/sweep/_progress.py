@@ -1,8 +1,8 @@
 """The Tune callback behind ``rtrlx sweep``'s progress bar (this module imports Ray).
 
 Tune pickles its callbacks with the experiment's state, and a progress bar holds locks, so
-the callback keeps a key into :data:`LISTENERS`, not the listener: a restored experiment
-finds no listener under an old key and reports nothing.
+the callback keeps a key into :data:`LISTENERS`, not the listener: the sweep's directory, so
+a restored experiment (``--resume``) finds the listener of the call that restored it.
 """
 
 from collections.abc import Callable
@@ -12,21 +12,20 @@ from ray.tune import Callback
 
 from .trial import read_trial
 
-#: The progress listeners of the sweeps running in this process, by key.
-LISTENERS: dict[int, Callable[[str, int, dict], None]] = {}
+#: The progress listeners of the sweeps running in this process, by sweep directory.
+LISTENERS: dict[str, Callable[[str, int, dict], None]] = {}
 
 
 class Progress(Callback):
-    """Trial events passed on as ``listener(kind, index, metrics)``.
+    """Trial events passed on as ``LISTENERS[out](kind, index, metrics)``.
 
     ``kind`` is ``"result"`` (a report), ``"done"`` or ``"failed"`` (with the error that the
     trial wrote to its ``trial.json``).
     """
 
-    def __init__(self, listener: Callable[[str, int, dict], None], out: str) -> None:
-        self.key = id(listener)
+    def __init__(self, out: str) -> None:
+        self.key = out
         self.out = out
-        LISTENERS[self.key] = listener
 
     def _send(self, kind: str, index: int, metrics: dict) -> None:
         listener = LISTENERS.get(self.key)

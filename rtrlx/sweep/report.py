@@ -22,6 +22,7 @@ def collect(
     *,
     seconds: float | None = None,
     concurrent: int | None = None,
+    resumed: bool = False,
 ) -> dict:
     """The sweep's results from its trials' directories.
 
@@ -32,11 +33,13 @@ def collect(
             own message).
         seconds: the sweep's wall-clock in this call.
         concurrent: trials at once in this call.
+        resumed: this call resumed the sweep (its trials per hour would mix calls: None).
 
     Returns:
         ``{"metric", "mode", "trials": [...], "table": [...], "seconds", "trials_per_hour",
-        ...}``: ``trials`` one row per point (``status`` done, failed, stopped (by ASHA) or
-        not run); ``table`` one row per configuration, best first.
+        "unfinished", ...}``: ``trials`` one row per point (``status`` done, failed, stopped
+        (by ASHA), interrupted (the sweep ended while it ran) or not run); ``table`` one row
+        per configuration, best first; ``unfinished`` the trials ``--resume`` would run.
     """
     from .run import trial_dir
 
@@ -48,8 +51,8 @@ def collect(
         error = record.get("error")
         if index in errors and status != "failed":
             status, error = "failed", error or _first_line(errors[index])
-        if status == "running":  # Tune ended it without an error: ASHA stopped it
-            status = "stopped"
+        if status == "running":  # the sweep ended (Ctrl-C, a kill) while it ran
+            status = "interrupted"
         trials.append(
             {
                 "index": index,
@@ -62,6 +65,7 @@ def collect(
             }
         )
     finished = [t for t in trials if t["status"] in ("done", "stopped", "failed")]
+    rate = len(finished) / seconds * 3600 if seconds and finished and not resumed else None
     report = {
         "command": the_plan.spec.command,
         "metric": the_plan.metric,
@@ -71,7 +75,8 @@ def collect(
         "table": table(trials, the_plan.spec.axes, the_plan.mode),
         "seconds": seconds,
         "concurrent": concurrent,
-        "trials_per_hour": len(finished) / seconds * 3600 if seconds and finished else None,
+        "trials_per_hour": rate,
+        "unfinished": len(trials) - len(finished),
     }
     return report
 

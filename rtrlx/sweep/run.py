@@ -21,19 +21,26 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .._errors import RtrlxError
 from .._extras import require
 from ..driver import locked, write_json
-from .spec import SweepSpec, from_dict, trial_argv
+from .spec import SpecError, SweepSpec, from_dict, trial_argv
 from .trial import TrialError, run_trial
 
 SWEEP_FILE = "sweep.json"
 TUNE_DIR = "tune"
 #: XLA flags that keep a trial to one thread (appended to any the user set).
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def trial_dir(out: str, index: int) -> str:
@@ -70,24 +77,36 @@ def plan(spec: SweepSpec) -> SweepPlan:
     ``train``: the task's metric and direction (``T_`` up for the copy curriculum, ``mse``
     down for adding, ...); ``rl``: the mean return, up; ``lm``: validation BPC, down.
     """
-    metric, mode = default_metric(spec)
-    return SweepPlan(spec, spec.metric or metric, spec.mode or mode, spec.points())
+    points = spec.points()
+    if spec.metric is None:
+        defaults = {default_metric(spec, point) for point in points} or {default_metric(spec)}
+        if len(defaults) > 1:
+            raise SpecError(
+                "the points run tasks with different headline metrics ("
+                + ", ".join(sorted(f"{m} ({d})" for m, d in defaults))
+                + "); name the one to rank with --metric (and --mode)."
+            )
+        metric, mode = defaults.pop()
+    else:
+        metric, mode = spec.metric, default_metric(spec)[1]
+    return SweepPlan(spec, metric, spec.mode or mode, points)
 
 
-def default_metric(spec: SweepSpec) -> tuple[str, str]:
-    """The command's headline metric and its direction for this spec."""
+def default_metric(spec: SweepSpec, point: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """The command's headline metric and its direction for this spec (at this point)."""
     if spec.command == "rl":
         return "return", "max"
     if spec.command == "lm":
         return "valid_bpc", "min"
     from ..tasks import TASKS
 
-    task = spec.args.get("task")
-    if task is None and "recipe" in spec.args:
+    given = {**spec.args, **(point or {})}
+    task = given.get("task")
+    if task is None and "recipe" in given:
         from ..recipes import recipe
 
         with contextlib.suppress(ValueError):  # the command refuses an unknown recipe itself
-            task = recipe(str(spec.args["recipe"])).config.task
+            task = recipe(str(given["recipe"])).config.task
     kind = TASKS.get(str(task or "copy-curriculum"), (None, None))[0]
     if kind is None:
         return "loss", "min"  # the command refuses the task itself, with the valid ones
@@ -103,8 +122,8 @@ def sweep(
     overwrite: bool = False,
     concurrent: int | None = None,
     cpus_per_trial: int = 1,
+    entry: str,
     check: Callable[[list[str]], None] | None = None,
-    entry: str = "rtrlx.cli:main",
     on_event: Callable[[str, int, dict], None] | None = None,
 ) -> dict:
     """Run every trial of a sweep (or the rest of one) and return its results.
@@ -123,7 +142,9 @@ def sweep(
         check: called with every trial's command line before anything starts; raises
             ``ValueError`` for one the command would refuse (``rtrlx sweep`` passes the
             command line's own checks).
-        entry: the command line's entry point, ``"module:function"``.
+        entry: the command line's entry point that runs a trial's command, ``argv ->
+            exit code``, as ``"module:function"``: ``"rtrlx.cli:main"`` (the library does
+            not import the command line itself).
         on_event: progress: ``on_event(kind, index, metrics)`` with kind ``"result"``,
             ``"done"`` or ``"failed"``.
 
@@ -138,6 +159,11 @@ def sweep(
     from .report import collect, write
 
     tune = require("ray.tune", "rtrlx sweep")
+    if address is None and cpus_per_trial > local_cpus():
+        raise SweepError(
+            f"--cpus-per-trial {cpus_per_trial}: this machine has {local_cpus()} CPUs, so no "
+            f"trial could start; use at most {local_cpus()}."
+        )
     with locked(out):
         the_plan = _resolve(spec, out, resume=resume, overwrite=overwrite)
         if check is not None:
@@ -156,7 +182,8 @@ def sweep(
         # a restored experiment's errored trial has no config: its directory names it
         errors = {_index(r.path): r.error for r in results if r.error is not None}
         report = collect(
-            the_plan, out, errors, seconds=time.perf_counter() - tic, concurrent=concurrent
+            the_plan, out, errors, seconds=time.perf_counter() - tic, concurrent=concurrent,
+            resumed=resume,
         )
         write(report, out)
         return report
@@ -205,7 +232,7 @@ def _ray(address: str | None, cpus_per_trial: int) -> Iterator[int]:
         "runtime_env": {"env_vars": env},
     }
     if address is None:
-        options.update(address="local", num_cpus=len(os.sched_getaffinity(0)))
+        options.update(address="local", num_cpus=local_cpus())
     else:
         options["address"] = address
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console output stays off
@@ -248,6 +275,12 @@ def _tune(
         {"cpu": cpus_per_trial},
     )
     storage = os.path.join(os.path.abspath(out), TUNE_DIR)
+    callbacks = []
+    if on_event is not None:
+        from ._progress import LISTENERS, Progress
+
+        LISTENERS[os.path.abspath(out)] = on_event  # also what a restored callback finds
+        callbacks.append(Progress(os.path.abspath(out)))
     if tune.Tuner.can_restore(storage):
         return tune.Tuner.restore(
             storage, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
@@ -261,11 +294,6 @@ def _tune(
             grace_period=int(asha.get("grace", 1)),
             reduction_factor=float(asha.get("reduction", 3)),
         )
-    callbacks = []
-    if on_event is not None:
-        from ._progress import Progress
-
-        callbacks.append(Progress(on_event, out))
     return tune.Tuner(
         trainable,
         param_space={"index": tune.grid_search(list(range(len(the_plan.points))))},

@@ -25,6 +25,7 @@ of a configuration shares its draw and a resumed sweep has the same points.
 import dataclasses
 import itertools
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,7 @@ RESERVED = ("out", "resume", "overwrite")
 KEYED_FLAGS = ("task-param", "agent-param")
 #: Distributions of a random axis: name -> number of arguments.
 DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None}
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 #: The axis averaged over: configurations are points without it.
 SEED = "seed"
 
@@ -97,8 +99,8 @@ class SweepSpec:
         for section in ("args", "grid", "random"):
             for name in getattr(self, section):
                 _check_name(name, section)
-        both = set(map(_flag, self.grid)) & set(map(_flag, self.random))
-        both |= set(map(_flag, self.args)) & set(map(_flag, [*self.grid, *self.random]))
+        both = set(map(setting, self.grid)) & set(map(setting, self.random))
+        both |= set(map(setting, self.args)) & set(map(setting, [*self.grid, *self.random]))
         if both:
             raise SpecError(f"{', '.join(sorted(both))}: set in two places; keep one.")
         for name, values in self.grid.items():
@@ -107,7 +109,7 @@ class SweepSpec:
         for name, dist in self.random.items():
             _check_distribution(name, dist)
         if self.asha is not None:
-            _check_asha(self.asha, self.args)
+            _check_asha(self.asha, self.args, self.command)
 
     @property
     def axes(self) -> list[str]:
@@ -164,16 +166,29 @@ def load(path: str) -> SweepSpec:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc}).") from exc
     try:
         if path.endswith((".yaml", ".yml")):
-            import yaml
+            from .._extras import require
 
-            data = yaml.safe_load(text)
+            data = _numbers(require("yaml", "a YAML sweep spec").safe_load(text))
         else:
             data = tomllib.loads(text.decode())
+    except ImportError:
+        raise
     except Exception as exc:
         raise SpecError(f"{path}: not a valid spec file: {exc}") from exc
     if not isinstance(data, Mapping):
         raise SpecError(f"{path}: the spec must be a table of keys (command, args, grid, ...).")
     return from_dict(data)
+
+
+def _numbers(data: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as text: every string that is a number becomes one."""
+    if isinstance(data, dict):
+        return {k: _numbers(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_numbers(v) for v in data]
+    if isinstance(data, str) and _FLOAT.fullmatch(data.strip()):
+        return float(data)
+    return data
 
 
 def parse_value(text: str) -> Any:
@@ -194,6 +209,9 @@ def trial_argv(spec: SweepSpec, point: Mapping[str, Any], out: str) -> list[str]
     argv = [spec.command]
     for name, value in [*spec.args.items(), *point.items()]:
         argv += _flag_args(name, value)
+    given = {setting(n) for n in [*spec.args, *point]}
+    if spec.command == "rl" and "seeds" not in given:
+        argv += ["--seeds", "1"]  # one seed per trial: the sweep's seed axis gives the others
     return [*argv, "--out", out]
 
 
@@ -202,8 +220,18 @@ def config_key(point: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in point.items() if k != SEED)
 
 
+def setting(name: str) -> str:
+    """The setting a name stands for (``update_every`` is ``update-every``).
+
+    ``task-param.length`` and ``task_param.length`` are one setting; two task parameters are
+    two.
+    """
+    flag, dot, key = name.partition(".")
+    return flag.replace("_", "-") + dot + key
+
+
 def _flag(name: str) -> str:
-    return name.replace("_", "-").split(".")[0] if "." in name else name.replace("_", "-")
+    return name.partition(".")[0].replace("_", "-")
 
 
 def _flag_args(name: str, value: Any) -> list[str]:
@@ -257,18 +285,22 @@ def _check_distribution(name: str, dist: Any) -> None:
         raise SpecError(f"random axis {name!r}: loguniform needs low > 0, got {low}.")
 
 
-def _check_asha(asha: Mapping[str, Any], args: Mapping[str, Any]) -> None:
+def _check_asha(asha: Mapping[str, Any], args: Mapping[str, Any], command: str) -> None:
     unknown = set(asha) - {"grace", "reduction", "max"}
     if unknown:
         raise SpecError(
             f"asha: unknown key(s) {', '.join(sorted(unknown))}; valid: grace, reduction, max."
         )
+    for key, value in asha.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"asha: {key} = {value!r} must be a number.")
+    length = "windows" if command == "lm" else "steps"
     grace = asha.get("grace", 1)
-    most = asha.get("max", args.get("steps"))
+    most = asha.get("max", args.get(length))
     if most is None:
-        raise SpecError("asha needs max (steps), or steps in [args].")
+        raise SpecError(f"asha needs max (the run's length), or {length} in [args].")
     if not 0 < grace < most:
-        raise SpecError(f"asha: grace = {grace} must be above 0 and below max = {most} steps.")
+        raise SpecError(f"asha: grace = {grace} must be above 0 and below max = {most}.")
     if asha.get("reduction", 3) <= 1:
         raise SpecError("asha: reduction must be above 1 (3 keeps a third at each rung).")
 

@@ -19,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ..driver import watching, write_json
 from .spec import SweepSpec, trial_argv
@@ -88,7 +88,7 @@ def run_trial(
     spec: SweepSpec,
     metric: str,
     *,
-    entry: str = "rtrlx.cli:main",
+    entry: str,
     report: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run one trial to its end and return its ``trial.json`` record.
@@ -101,14 +101,16 @@ def run_trial(
         run_dir: the trial's run directory (the command's ``--out``).
         spec: the sweep.
         metric: the metric to report.
-        entry: ``"module:function"``, the command line's entry point (``argv -> exit code``).
+        entry: ``"module:function"``, the command line's entry point (``argv -> exit code``):
+            ``"rtrlx.cli:main"``.
         report: called with each metrics dict (``tune.report`` in a Ray trial).
 
     Returns:
         The trial record: ``point``, ``status`` ("done"), ``value``, ``step``, ``seconds``.
 
     Raises:
-        TrialError: the command failed (its own message, also saved in ``trial.json``).
+        TrialError: the command failed (its own message, also saved in ``trial.json``), or
+            its run never recorded ``metric`` (the message lists what it did record).
     """
     record = {
         "point": dict(point),
@@ -169,19 +171,32 @@ def _run(
         with watching(on_record):
             code, text = _call(entry, argv)
         if code != 0:
-            record.update(status="failed", error=_error_line(text, spec.command, code))
-            record["seconds"] = time.perf_counter() - tic
-            write_json(os.path.join(run_dir, TRIAL_FILE), record)
-            raise TrialError(record["error"])
+            _fail(record, run_dir, tic, _error_line(text, spec.command, code))
         result = _finished(run_dir, files[0]) or {}
     records = _records(run_dir, files[1])
     value = final_value(result, records, metric)
     step = result.get("steps") or (records[-1]["step"] if records else 0)
+    if value is None:
+        _fail(record, run_dir, tic, _no_metric(metric, records))
     record["status"] = "done"
-    send({"step": step, metric: math.nan if value is None else value, "final": True})
-    record["value"] = value  # None, not NaN, in the JSON
-    write_json(os.path.join(run_dir, TRIAL_FILE), record)
+    send({"step": step, metric: value, "final": True})
     return record
+
+
+def _fail(record: dict, run_dir: str, tic: float, message: str) -> NoReturn:
+    """Record the trial as failed with ``message`` and raise it."""
+    record.update(status="failed", error=message, seconds=time.perf_counter() - tic)
+    write_json(os.path.join(run_dir, TRIAL_FILE), record)
+    raise TrialError(message)
+
+
+def _no_metric(metric: str, records: list[dict]) -> str:
+    """Why a finished run has no value for the sweep's metric, and what it has instead."""
+    seen = sorted({k for r in records for k, v in r.items() if metric_value(r, k) is not None})
+    return (
+        f"the run finished but recorded no value of {metric!r}; its records have: "
+        f"{', '.join(seen) or 'nothing'}. Name one of them with --metric."
+    )
 
 
 def _call(entry: str, argv: list[str]) -> tuple[int, str]:
