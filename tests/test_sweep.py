@@ -522,6 +522,9 @@ def test_the_local_default_needs_no_address_and_refuses_a_second_sweep_in_its_di
     assert code == 0, err
     assert "rtrl" in printed and "1 trials" in err
     report = _results(out)
-    assert report["trials"][0]["status"] == "done" and report["concurrent"] >= 1
+    assert report["trials"][0]["status"] == "done"
+    assert report["concurrent"] == len(os.sched_getaffinity(0))  # one trial per core
+    with open(os.path.join(out, "runs", "t000", "trial.json")) as f:
+        assert "--xla_cpu_multi_thread_eigen=false" in json.load(f)["xla_flags"]
     code, err, _ = _sweep(*flags, env=env)
     assert code == 2 and "already holds a sweep" in err

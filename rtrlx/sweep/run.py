@@ -182,7 +182,11 @@ def sweep(
         # a restored experiment's errored trial has no config: its directory names it
         errors = {_index(r.path): r.error for r in results if r.error is not None}
         report = collect(
-            the_plan, out, errors, seconds=time.perf_counter() - tic, concurrent=concurrent,
+            the_plan,
+            out,
+            errors,
+            seconds=time.perf_counter() - tic,
+            concurrent=concurrent,
             resumed=resume,
         )
         write(report, out)

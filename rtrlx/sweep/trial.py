@@ -119,6 +119,7 @@ def run_trial(
         "value": None,
         "step": 0,
         "error": None,
+        "xla_flags": os.environ.get("XLA_FLAGS"),  # the threads the sweep gave this trial
     }
     tic = time.perf_counter()
 
