@@ -103,6 +103,7 @@ def test_rtu_linear_and_nonlinear_forms():
     np.testing.assert_allclose(nonlin.features((c1, c2)), jnp.concatenate([c1, c2]))
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_one_unit_lru_gradient_by_hand():
     """A one-unit LRU, loss sum_t Re(h_t): its gradient in closed form against all learners.
 

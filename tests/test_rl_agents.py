@@ -103,6 +103,7 @@ def test_ppo_rollout_resets_memory_at_episode_ends():
         assert float(jnp.abs(old).max()) > 0  # there was something to clear
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_actor_critic_resets_memory_and_eligibility_trace():
     learner = rtrlx.diag_rtrl()
     agent = rtrlx.rl.actor_critic(ENV, ENV_PARAMS, _cell("lru"), learner, head_width=4)

@@ -34,6 +34,7 @@ def _sequences(tree, k, envs):
     return jax.tree.map(cut, tree)
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_a_new_truncating_learner_runs_as_truncated_ppo():
     learner = rtrlx.tbptt(4)._replace(name="my-trunc")
     config = rtrlx.rl.PPOConfig(envs=2, rollout=8, minibatches=2, epochs=1)

@@ -241,6 +241,7 @@ def test_an_unwritable_out_is_refused_first(tmp_path, capsys):
 # ----------------------------------------------------------------------------- one trial
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_a_trial_is_the_command_s_run_and_reports_its_records(tmp_path):
     spec = SweepSpec("train", TINY)
     reports = []
@@ -278,6 +279,7 @@ def test_a_killed_trial_goes_on_from_its_checkpoint(tmp_path):
     assert steps == [100, 200] and record["step"] == 200
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_a_failed_trial_raises_the_command_s_message_and_records_it(tmp_path):
     spec = SweepSpec("train", {**TINY, **DIVERGE})
     with pytest.raises(TrialError, match="non-finite between steps 0 and 100"):
@@ -318,6 +320,7 @@ def test_rl_and_lm_trials_report_their_headline_metric(tmp_path, command, args, 
     assert reports[-1][metric] == record["value"] and reports[-1]["step"] == record["step"] > 0
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_a_run_without_the_metric_fails_naming_what_it_recorded(tmp_path):
     spec = SweepSpec("train", TINY)
     with pytest.raises(TrialError, match=r"recorded no value of 'T'.*T_.*--metric"):

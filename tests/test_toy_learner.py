@@ -35,6 +35,7 @@ def test_the_shared_learner_suite_takes_it():
     test_learners.test_state_size_does_not_grow_with_T("window:4", "gru")
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_check_holds_it_to_its_claim():
     rows = run_check(["window:20", "window:5"], ["gru"], hidden=4, steps=20)
     status = {r["learner"]: r["status"] for r in rows}

@@ -19,6 +19,7 @@ def test_rtrl_raises_the_copy_curriculum_level():
     assert result["value"] >= 3.0  # it starts at T_ = 1
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_resume_gives_the_same_run_as_no_interruption(tmp_path):
     base = dict(
         task="copy",
@@ -127,6 +128,7 @@ def test_influence_balancing_truncation_goes_the_wrong_way():
     assert exact["unroll_loss"] < truncated["unroll_loss"]
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     config = TrainConfig(
         task="adding",
