@@ -62,30 +62,39 @@ def main() -> None:
     parser.add_argument("spec")
     parser.add_argument("--out", default="/tmp/sweep-bench")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--modes",
+        default="sweep,serial,loop",
+        help="which ways to run: sweep, serial (the sweep one at a time), loop",
+    )
     args = parser.parse_args()
+    modes = args.modes.split(",")
     shutil.rmtree(args.out, ignore_errors=True)
     cores = len(os.sched_getaffinity(0))
     n = len(plan(load(args.spec)).points)
     rows = {}
-    seconds, report = _sweep(args.spec, os.path.join(args.out, "parallel"))
-    rows["sweep"] = {
-        "seconds": seconds,
-        "concurrent": report["concurrent"],
-        "values": [t["value"] for t in report["trials"]],
-    }
-    seconds, report = _sweep(
-        args.spec,
-        os.path.join(args.out, "serial"),
-        "--concurrent",
-        "1",
-        "--cpus-per-trial",
-        str(cores),
-    )
-    rows["sweep, one at a time"] = {
-        "seconds": seconds,
-        "concurrent": 1,
-        "values": [t["value"] for t in report["trials"]],
-    }
+    if "sweep" in modes:
+        seconds, report = _sweep(args.spec, os.path.join(args.out, "parallel"))
+        rows["sweep"] = {
+            "seconds": seconds,
+            "concurrent": report["concurrent"],
+            "values": [t["value"] for t in report["trials"]],
+            "table": report["table"],
+        }
+    if "serial" in modes:
+        seconds, report = _sweep(
+            args.spec,
+            os.path.join(args.out, "serial"),
+            "--concurrent",
+            "1",
+            "--cpus-per-trial",
+            str(cores),
+        )
+        rows["sweep, one at a time"] = {
+            "seconds": seconds,
+            "concurrent": 1,
+            "values": [t["value"] for t in report["trials"]],
+        }
     seconds, values = _loop(args.spec, os.path.join(args.out, "loop"))
     rows["loop"] = {"seconds": seconds, "concurrent": 1, "values": values}
     for row in rows.values():
