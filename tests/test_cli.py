@@ -271,6 +271,7 @@ def test_compare_is_a_library_function_and_reruns_replace_its_runs(tmp_path):
     assert len(metrics) == 2
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_train_cli_resume_of_a_finished_run_keeps_its_result(tmp_path, capsys):
     argv = ["train", "--task", "adding", "--cell", "gru", "--hidden", "3", "--steps", "20"]
     argv += ["--batch", "2", "--chunk", "10", "--task-param", "length=5", "--out", str(tmp_path)]

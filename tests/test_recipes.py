@@ -64,6 +64,7 @@ def test_recipe_runs_end_to_end_on_a_tiny_budget(tmp_path):
     assert records[1]["wall_seconds"] > records[0]["wall_seconds"] > 0
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_cli_recipe_with_overrides(tmp_path, capsys):
     argv = ["train", "--recipe", "ok-copy@1", "--hidden", "8", "--steps", "40", "--chunk", "20"]
     assert main([*argv, "--learner", "kf_rtrl", "--out", str(tmp_path)]) == 0

@@ -50,6 +50,7 @@ def test_a_new_truncating_learner_runs_as_truncated_ppo():
         rtrlx.rl.ppo(ENV, ENV_PARAMS, _cell("gru"), learner, rtrlx.rl.PPOConfig(rollout=6), 4)
 
 
+@pytest.mark.slow  # long end-to-end: CI runs it with the slow ones
 def test_truncated_ppo_is_bptt_through_each_sequence_with_episode_resets():
     """The gradient of 4-step sequences, one of which crosses an episode's end, is reverse
     mode through each from its stored first state, the state reset where the episode ends."""
