@@ -45,12 +45,14 @@ def _loop(spec_path: str, out: str) -> tuple[float, list]:
     for i, point in enumerate(the_plan.points):
         run_dir = os.path.join(out, f"t{i:03d}")
         argv = trial_argv(the_plan.spec, point, run_dir)
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "rtrlx.cli", *argv],
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        if done.returncode != 0:  # a divergence: the sweep records it as a failed trial
+            values.append(None)
+            continue
         with open(os.path.join(run_dir, "result.json")) as f:
             values.append(json.load(f)["value"])
     return time.perf_counter() - tic, values
