@@ -28,6 +28,22 @@ UNIT_LOCAL = [name for name, (cls, _) in CELL_SPECS.items() if cls.unit_local]
 NOT_UNIT_LOCAL = [name for name in CELL_SPECS if name not in UNIT_LOCAL]
 
 
+def cover(cases):
+    """``cases`` (tuples) with those not needed to cover every value of every position marked slow.
+
+    ``make test`` runs a covering subset, in which every value of every position appears at
+    least once (every learner and every cell of a grid, say); CI's slow run runs the rest.
+    """
+    seen = [set() for _ in cases[0]]
+    kept = []
+    for case in cases:
+        new = any(value not in s for value, s in zip(case, seen, strict=True))
+        for value, s in zip(case, seen, strict=True):
+            s.add(value)
+        kept.append(case if new else pytest.param(*case, marks=pytest.mark.slow))
+    return kept
+
+
 def perturb(module, key, scale=0.3):
     """Random parameters: the initial ones plus noise, so no test runs at a special point."""
     leaves, treedef = jax.tree.flatten(module, is_leaf=lambda x: x is None)

@@ -18,6 +18,7 @@ from conftest import (
     UNIT_LOCAL,
     USER_CELL_SPECS,
     T,
+    cover,
     flat,
     make_problem,
     perturb,
@@ -78,8 +79,9 @@ def bptt_grads(cell, head, xs, ys):
 
 
 # Unbatched, the same pairs again (make test-slow): the batched run covers the same steps.
+# make test runs a cover (every learner and every cell once); make test-slow the whole grid.
 @pytest.mark.parametrize("batch", [pytest.param(None, marks=pytest.mark.slow), 3])
-@pytest.mark.parametrize(("learner", "cell_name"), EXACT_PAIRS)
+@pytest.mark.parametrize(("learner", "cell_name"), cover(EXACT_PAIRS))
 def test_exact_learner_equals_bptt(learner, cell_name, batch):
     cell, head, xs, ys = make_problem(cell_name, batch=batch)
     assert xs.dtype == jnp.float64

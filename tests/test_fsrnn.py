@@ -74,8 +74,9 @@ def test_stacked_layers_read_the_layer_below():
     np.testing.assert_allclose(cell.features(cell(state, x)), h3, rtol=1e-13)
 
 
-@pytest.mark.parametrize(
-    "block", ["gru", pytest.param("lru", marks=pytest.mark.slow), "ln-lstm", "elman"]
+@pytest.mark.parametrize(  # make test: one block type (8-9 s each); make test-slow: the others
+    "block",
+    ["elman", *(pytest.param(b, marks=pytest.mark.slow) for b in ("gru", "lru", "ln-lstm"))],
 )
 def test_any_block_type_builds_and_rtrl_equals_bptt(block):
     cell = rtrlx.cells.FSRNN(3, 4, slow_size=3, k=3, cell=block, key=jax.random.key(0))

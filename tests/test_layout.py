@@ -53,7 +53,14 @@ def _params(cell, head):
     return eqx.filter(cell, eqx.is_inexact_array), eqx.filter(head, eqx.is_inexact_array)
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), CASES)
+# make test: the three quicker cases (3 s each); make test-slow: the others (4-7 s each).
+@pytest.mark.parametrize(
+    ("spec", "cell_name"),
+    [
+        c if c[0] in ("snap:1", "snap:2", "ok:9") else pytest.param(*c, marks=pytest.mark.slow)
+        for c in CASES
+    ],
+)
 def test_streams_in_turn_give_sequence_grads(spec, cell_name):
     learner = make(spec)
     cell, head, xs, ys = _problem(cell_name)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import BATCH, flat, make_problem
+from conftest import BATCH, cover, flat, make_problem
 
 import rtrlx
 
@@ -76,7 +76,8 @@ def test_streaming_equals_sequence_grads(spec, cell_name):
     np.testing.assert_allclose(flat(streamed), flat(whole), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+# make test: a cover (every learner and every cell once); make test-slow: the rest.
+@pytest.mark.parametrize(("spec", "cell_name"), cover(ONLINE))
 def test_jits_once_and_keeps_state_shape(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH, steps=8)
@@ -96,7 +97,9 @@ def test_jits_once_and_keeps_state_shape(spec, cell_name):
     assert loss.shape == () and loss.dtype == jnp.float64
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), [p for p in ONLINE if p[0] not in STOCHASTIC])
+@pytest.mark.parametrize(
+    ("spec", "cell_name"), cover([p for p in ONLINE if p[0] not in STOCHASTIC])
+)
 def test_vmap_over_streams_equals_batched_step(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH, steps=8)
@@ -155,7 +158,7 @@ def test_by_stream_choice_and_refusals(monkeypatch):
         )
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+@pytest.mark.parametrize(("spec", "cell_name"), cover(ONLINE))
 def test_state_size_does_not_grow_with_T(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     sizes = []

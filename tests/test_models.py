@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import flat, perturb
+from conftest import cover, flat, perturb
 
 import rtrlx
 
@@ -66,9 +66,11 @@ def streaming(learner):
     return learner._replace(sequence=None)
 
 
-@pytest.mark.parametrize("path", ["stream", "scan"])
-@pytest.mark.parametrize("batch", [None, 2])
-@pytest.mark.parametrize("cell", ["lru", "rtu"])
+# make test: a cover of the grid (each cell, batch and path once); make test-slow: all of it.
+@pytest.mark.parametrize(
+    ("cell", "batch", "path"),
+    cover([(c, b, p) for c in ("lru", "rtu") for b in (None, 2) for p in ("stream", "scan")]),
+)
 def test_online_deep_with_one_block_equals_bptt(cell, batch, path):
     model, head, xs, ys = stack(cell, layers=1, batch=batch)
     learner = rtrlx.online_deep(chunk=10)  # two whole chunks; test_online_deep_paths_agree

@@ -147,7 +147,8 @@ def test_actor_critic_learns_repeat_previous():
     assert min(final) > random_return + 0.3, final
 
 
-@pytest.mark.parametrize("agent_name", [pytest.param("ac", marks=pytest.mark.slow), "ppo"])
+@pytest.mark.slow  # 17 s for PPO
+@pytest.mark.parametrize("agent_name", ["ac", "ppo"])
 def test_agents_compile_once(agent_name):
     traces = []
     learner = rtrlx.diag_rtrl()
