@@ -25,8 +25,8 @@ def add_parser(sub: Any, positive: Any, csv: Any) -> None:
         "--rate",
         type=csv,
         default=["schedule", "adaptive", "static:1/n"],
-        help="comma-separated policies: schedule, schedule:A, adaptive, static:P, static:1/n "
-        "(%(default)s)",
+        help="comma-separated policies: schedule, schedule:A, adaptive, static:P, static:1/n, "
+        "and the static laws for an unknown n static:pow:EPS, static:loglog:EPS (%(default)s)",
     )
     ea.add_argument("--runs", type=positive, default=200, help="runs per n and rate (200)")
     ea.add_argument("--seed", type=int, default=0, help="seed (0)")
@@ -41,7 +41,7 @@ def run_ea(args: argparse.Namespace, check_output: Any, escape: Any, stdout: Any
     from rich.table import Table
 
     from .evo import rates
-    from .evo.study import LIMITS, fit_constant, plot_study, study
+    from .evo.study import LIMITS, fit, plot_study, study
 
     err = Console(stderr=True)
     try:
@@ -84,11 +84,12 @@ def run_ea(args: argparse.Namespace, check_output: Any, escape: Any, stdout: Any
             f"{row['seconds']:.1f}",
         )
     stdout().print(table)
-    fits = {rate: fit_constant([r for r in rows if r["rate"] == rate]) for rate in args.rate}
-    for rate, fit in fits.items():
-        parts = [f"{k} = {v:.3f}" for k, v in fit.items() if v is not None]
+    fits = {rate: fit([r for r in rows if r["rate"] == rate]) for rate in args.rate}
+    for rate, found in fits.items():
+        parts = [f"{k} = {v:.3f}" for k, v in found.items() if v is not None]
+        label = "grows like (ln n)^gamma" if "gamma" in found else "extrapolated to n -> inf"
         if parts:
-            err.print(f"{rate}: extrapolated to n -> inf: {', '.join(parts)}")
+            err.print(f"{rate}: {label}: {', '.join(parts)}")
     err.print(
         f"the paper's limits: beta = {LIMITS['schedule']:.4f} (schedule), e = "
         f"{LIMITS['1/n']:.4f} (1/n, adaptive)"

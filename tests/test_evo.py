@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from rtrlx.evo import linear_weights, rates, simulate, simulate_plain
+from rtrlx.evo import linear_weights, rates, simulate, simulate_plain, static_law
 from rtrlx.evo.exact import expected_runtime
 from rtrlx.evo.onemax import _LOOPS, gain, mutate
 
@@ -117,6 +117,54 @@ def test_every_linear_function_takes_the_plain_simulation():
         assert result.finished.all() and 10 < result.runtime.mean() < 200
 
 
+def test_static_laws_halve_the_rate_and_sum_to_one():
+    for law in (static_law.power_law(0.5), static_law.loglog_law(1.0, scales=12)):
+        assert law.probs.sum() == pytest.approx(1.0) and (law.probs > 0).all()
+        np.testing.assert_allclose(law.rates, 2.0 ** -np.arange(1, len(law.rates) + 1))
+    j = np.arange(1, 41)
+    np.testing.assert_allclose(static_law.power_law(1.0).probs, j**-2.0 / (j**-2.0).sum())
+    assert isinstance(rates.parse("static:pow:0.5", 10), static_law.StaticLaw)
+    assert rates.parse("static:loglog:1", 10).name == "static:loglog:1"
+
+
+def test_chernoff_bound_bounds_the_chance_of_improving():
+    """The bound that lets the static-law simulation drop a rate is a bound: >= exact P(A > B)."""
+    with jax.enable_x64(True):
+        for n, k, p in [(100, 10, 0.3), (1000, 300, 0.05), (1000, 499, 0.5), (60, 5, 0.01)]:
+            a, b = np.arange(k + 1), np.arange(n - k + 1)
+            exact = stats.binom.pmf(a, k, p) @ stats.binom.cdf(a - 1, n - k, p)
+            bound = math.exp(float(static_law._log_chernoff(jnp.int64(k), jnp.int64(n), p)))
+            assert exact <= bound * (1 + 1e-9), (n, k, p, exact, bound)
+            assert bound < 1 and b.size  # a real bound where k < n - k
+
+
+@pytest.mark.parametrize("n", [8, pytest.param(24, marks=pytest.mark.slow)])  # 24: 80 s
+def test_static_law_simulation_is_the_plain_algorithm_and_the_exact_chain(n, monkeypatch):
+    """Exact: the mean of the exact chain mixed over the law, and the plain EA's distribution.
+
+    The tables' reach is lowered here so that all three ways of handling a rate (the short
+    table, the long one, a generation on its own) take part at these small sizes.
+    """
+    law = static_law.power_law(1.0, scales=16)
+    monkeypatch.setattr(static_law, "SMALL", (32, 0.3))
+    monkeypatch.setattr(static_law, "LONG", (512, 1.5))
+    static_law._loop.cache_clear()
+    try:
+        fast = static_law.simulate(n, law, RUNS, key=jax.random.key(8))
+    finally:
+        static_law._loop.cache_clear()
+    exact = expected_runtime(n, law.rates, law.probs)
+    runtime = fast.runtime.astype(float)
+    assert fast.finished.all()
+    assert abs(runtime.mean() - exact) < 4 * runtime.std() / math.sqrt(RUNS), (
+        runtime.mean(),
+        exact,
+    )
+    if n == 8:
+        plain = static_law.simulate_plain(jnp.ones(n), law, RUNS, key=jax.random.key(9))
+        _agree(runtime, plain.runtime.astype(float))
+
+
 @pytest.mark.slow  # 9 s
 def test_one_compilation_serves_every_size_and_every_static_rate():
     for first, second in [
@@ -139,6 +187,8 @@ def test_one_compilation_serves_every_size_and_every_static_rate():
         (lambda: rates.parse("static:x", 4), "unknown rate policy 'static:x'; valid: static:P"),
         (lambda: rates.parse("sometimes", 4), "unknown rate policy"),
         (lambda: rates.schedule(-1.0), "must be > 0"),
+        (lambda: rates.parse("static:pow:-1", 4), "eps must be > 0"),
+        (lambda: static_law.power_law(1.0, scales=0), "1 to 60 scales"),
         (lambda: linear_weights("binval", 2000), "overflows"),
         (
             lambda: simulate_plain(-jnp.ones(3), rates.static(0.1), 4, key=jax.random.key(0)),

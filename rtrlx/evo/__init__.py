@@ -4,7 +4,8 @@
 skips ahead to the next generation that changes the string), thousands of runs as one
 ``vmap``; ``simulate_plain`` is the bit-by-bit algorithm on any linear function, the reference
 it is checked against. The rate policies are in :mod:`rtrlx.evo.rates`: static rates, the
-paper's optimal schedule ``1.5447 ln t / t`` and an adaptive rate.
+paper's optimal schedule ``1.5447 ln t / t`` and an adaptive rate; the static laws over scales
+for an unknown ``n`` are in :mod:`rtrlx.evo.static_law`.
 """
 
 from . import rates as rates
@@ -15,3 +16,4 @@ from .onemax import simulate as simulate
 from .onemax import simulate_plain as simulate_plain
 from .rates import Policy as Policy
 from .rates import optimal_schedule_constants as optimal_schedule_constants
+from .static_law import StaticLaw as StaticLaw

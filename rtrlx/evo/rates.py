@@ -14,10 +14,13 @@ generation ``t + 1`` first. Generation counts are 64-bit: the policies run under
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax.numpy as jnp
 from jax import Array
+
+if TYPE_CHECKING:
+    from .static_law import StaticLaw
 
 #: ``end`` of a block that never ends (a static rate).
 NEVER = 2**62
@@ -211,11 +214,13 @@ def adaptive(*, shortest: int = 64) -> Policy:
     return Policy(f"adaptive:{shortest}", init, next_block, observes=True)
 
 
-def parse(text: str, n: int) -> Policy:
+def parse(text: str, n: int) -> "Policy | StaticLaw":
     """A policy from its ``--rate`` name, for a problem of ``n`` relevant bits.
 
     ``static:P`` (a number, or ``1/n`` and ``C/n``: the rate that knows ``n``),
-    ``schedule`` or ``schedule:A`` (the constant ``a``), ``adaptive``.
+    ``static:pow:EPS`` and ``static:loglog:EPS`` (a fresh rate every generation from a
+    fixed law, for an unknown ``n``: :mod:`rtrlx.evo.static_law`), ``schedule`` or
+    ``schedule:A`` (the constant ``a``), ``adaptive``.
 
     Raises:
         ValueError: for an unknown or malformed name, listing the valid forms.
@@ -226,8 +231,13 @@ def parse(text: str, n: int) -> Policy:
         >>> parse("schedule", 10).name
         'schedule:1.54468'
     """
+    from .static_law import loglog_law, power_law
+
     kind, _, arg = text.partition(":")
+    law, _, eps = arg.partition(":")
     try:
+        if kind == "static" and law in ("pow", "loglog") and eps:
+            return (power_law if law == "pow" else loglog_law)(float(eps))
         if kind == "static" and arg:
             if arg.endswith("/n"):
                 c = float(arg[:-2] or 1)
@@ -242,5 +252,6 @@ def parse(text: str, n: int) -> Policy:
             raise
     raise ValueError(
         f"unknown rate policy {text!r}; valid: static:P (e.g. static:0.001, static:1/n, "
-        "static:2/n), schedule, schedule:A (e.g. schedule:0.77), adaptive."
+        "static:2/n), static:pow:EPS and static:loglog:EPS (e.g. static:pow:0.5), schedule, "
+        "schedule:A (e.g. schedule:0.77), adaptive."
     )

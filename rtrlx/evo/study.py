@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from . import rates
+from . import rates, static_law
 from .onemax import simulate
 
 #: The paper's limits of runtime / (n ln n): the optimal schedule's and that of 1/n (and of
@@ -37,7 +37,11 @@ def runtime_row(n: int, rate: str, runs: int, *, seed: int = 0) -> dict:
 
     policy = rates.parse(rate, n)
     tic = time.perf_counter()
-    result = simulate(n, policy, runs, key=jax.random.fold_in(jax.random.key(seed), n))
+    key = jax.random.fold_in(jax.random.key(seed), n)
+    if isinstance(policy, static_law.StaticLaw):
+        result = static_law.simulate(n, policy, runs, key=key)
+    else:
+        result = simulate(n, policy, runs, key=key)
     seconds = time.perf_counter() - tic
     scaled = result.runtime[result.finished] / (n * math.log(n))
     done = len(scaled)
@@ -71,6 +75,39 @@ def study(
             if on_row:
                 on_row(rows[-1])
     return rows
+
+
+def fit(rows: Sequence[dict]) -> dict[str, float | None]:
+    """The extrapolation that fits one rate's rows.
+
+    :func:`fit_growth` for a static law over scales (whose runtime / (n ln n) grows without
+    bound), else :func:`fit_constant`.
+    """
+    if rows and isinstance(rates.parse(rows[0]["rate"], rows[0]["n"]), static_law.StaticLaw):
+        return fit_growth(rows)
+    return fit_constant(rows)
+
+
+def fit_growth(rows: Sequence[dict]) -> dict[str, float | None]:
+    """The power of ``ln n`` in one rate's runtime / (n ln n): the slope of log-log.
+
+    A static law ``P(p = 2^-j) ∝ j^-(1+eps)`` should give ``1 + eps`` as ``n`` grows (with a
+    bounded oscillation, since ``log2 n`` falls between the scales).
+
+    Returns:
+        ``{"gamma": ...}`` (None with fewer than two sizes).
+
+    Examples:
+        >>> rows = [{"n": n, "mean": math.log(n) ** 1.5, "ci95": 0.1} for n in (100, 10_000)]
+        >>> round(fit_growth(rows)["gamma"], 6)
+        1.5
+    """
+    rows = [r for r in rows if r["mean"] is not None]
+    if len(rows) < 2:
+        return {"gamma": None}
+    x = np.log(np.log([r["n"] for r in rows]))
+    y = np.log([r["mean"] for r in rows])
+    return {"gamma": float(np.polyfit(x, y, 1)[0])}
 
 
 def fit_constant(rows: Sequence[dict]) -> dict[str, float | None]:
