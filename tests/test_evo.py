@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from rtrlx.evo import linear_weights, rates, simulate, simulate_plain, static_law
+from rtrlx.evo import linear, linear_weights, rates, simulate, simulate_plain, static_law
 from rtrlx.evo.exact import expected_runtime
 from rtrlx.evo.onemax import _LOOPS, gain, mutate
 
@@ -115,6 +115,48 @@ def test_every_linear_function_takes_the_plain_simulation():
         w = linear_weights(function, 10, key=jax.random.key(6))
         result = simulate_plain(w, rates.static(0.1), 200, key=jax.random.key(7))
         assert result.finished.all() and 10 < result.runtime.mean() < 200
+
+
+@pytest.mark.parametrize(
+    ("function", "policy"),
+    [
+        ("binval", "static:1/n"),
+        ("random", "adaptive"),
+        pytest.param("onemax", "schedule", marks=pytest.mark.slow),
+        pytest.param("binval", "schedule", marks=pytest.mark.slow),
+        pytest.param("random", "static:1/n", marks=pytest.mark.slow),
+    ],
+)
+def test_any_linear_function_runs_exactly_fast(function, policy, monkeypatch):
+    """The position simulation has the plain EA's runtime distribution on every function.
+
+    Its bit-by-bit path is lowered to ``n p > 2`` here so that both paths take part.
+    """
+    n = 12
+    monkeypatch.setattr(linear, "DENSE", 2.0)
+    monkeypatch.setattr(linear, "_LOOPS", {})
+    w = linear_weights(function, n, key=jax.random.key(5))
+    fast = linear.simulate_linear(
+        function, n, rates.parse(policy, n), RUNS, key=jax.random.key(1), weights=w
+    )
+    plain = simulate_plain(w, rates.parse(policy, n), RUNS, key=jax.random.key(2))
+    assert fast.finished.all() and plain.finished.all()
+    _agree(fast.runtime.astype(float), plain.runtime.astype(float))
+
+
+def test_at_least_one_flip_is_the_conditioned_binomial():
+    with jax.enable_x64(True):
+        draw = jax.jit(jax.vmap(linear._at_least_one, in_axes=(0, None, None)))
+        for k, p in [(5, 0.1), (40, 0.02), (3, 0.5)]:
+            a = np.asarray(draw(jax.random.split(jax.random.key(k), 20_000), jnp.int64(k), p))
+            support = np.arange(1, k + 1)
+            expected = stats.binom.pmf(support, k, p) / (1 - stats.binom.pmf(0, k, p))
+            counts = np.bincount(a, minlength=k + 1)[1:]
+            keep = expected * len(a) >= 5  # the rest pooled into one bin
+            observed = np.append(counts[keep], counts[~keep].sum())
+            wanted = np.append(expected[keep], expected[~keep].sum()) * len(a)
+            observed, wanted = observed[wanted > 0], wanted[wanted > 0]
+            assert a.min() >= 1 and stats.chisquare(observed, wanted).pvalue > 1e-3
 
 
 def test_static_laws_halve_the_rate_and_sum_to_one():

@@ -130,7 +130,7 @@ def simulate(
             zero,
             jax.random.split(k_runs, runs),
         )
-    return Result(np.asarray(final_t), np.asarray(final_k == 0), int(events))
+        return Result(np.asarray(final_t), np.asarray(final_k) == 0, int(events))
 
 
 def _log_choose_prefix(m: Array, size: int) -> Array:
