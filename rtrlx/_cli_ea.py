@@ -9,8 +9,9 @@ def add_parser(sub: Any, positive: Any, csv: Any) -> None:
     """Register ``ea`` on the ``rtrlx`` sub-parsers."""
     ea = sub.add_parser(
         "ea",
-        help="the (1+1) EA on OneMax with scheduled, adaptive or static mutation rates",
-        description="Simulates RUNS runs of the (1+1) EA on OneMax for every --n and --rate "
+        help="the (1+1) EA on linear functions with scheduled, adaptive or static mutation rates",
+        description="Simulates RUNS runs of the (1+1) EA on OneMax (or --function) for every "
+        "--n and --rate "
         "(exactly, skipping to each improving generation; rtrlx.evo) and prints runtime / "
         "(n ln n) with 95%% intervals, beside the paper's limits: beta = 3.5525 for the "
         "optimal schedule, e for 1/n and the adaptive rate (arXiv 1808.05566).",
@@ -28,6 +29,13 @@ def add_parser(sub: Any, positive: Any, csv: Any) -> None:
         help="comma-separated policies: schedule, schedule:A, adaptive, static:P, static:1/n, "
         "and the static laws for an unknown n static:pow:EPS, static:loglog:EPS (%(default)s)",
     )
+    ea.add_argument(
+        "--function",
+        choices=("onemax", "binval", "random"),
+        default="onemax",
+        help="the linear function: onemax, binval (weights 2^i) or random (weights uniform "
+        "in (0, 1]) (onemax)",
+    )
     ea.add_argument("--runs", type=positive, default=200, help="runs per n and rate (200)")
     ea.add_argument("--seed", type=int, default=0, help="seed (0)")
     ea.add_argument("--json", metavar="FILE", default=None, help="also write the rows here")
@@ -40,13 +48,14 @@ def run_ea(args: argparse.Namespace, check_output: Any, escape: Any, stdout: Any
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .evo import rates
+    from .evo import StaticLaw, rates
     from .evo.study import LIMITS, fit, plot_study, study
 
     err = Console(stderr=True)
     try:
         for rate in args.rate:
-            rates.parse(rate, max(args.n))
+            if isinstance(rates.parse(rate, max(args.n)), StaticLaw) and args.function != "onemax":
+                raise ValueError(f"--rate {rate} runs on onemax only, not {args.function}.")
         for flag, path in (("--json", args.json), ("--plot", args.plot)):
             if path:
                 check_output(path, flag)
@@ -65,11 +74,14 @@ def run_ea(args: argparse.Namespace, check_output: Any, escape: Any, stdout: Any
             bar.update(task, advance=1, info=f"last: {row['mean']:.3f}; now {following}")
 
         try:
-            rows = study(args.n, args.rate, args.runs, seed=args.seed, on_row=show)
+            rows = study(
+                args.n, args.rate, args.runs, seed=args.seed, function=args.function, on_row=show
+            )
         except KeyboardInterrupt:
             err.print("rtrlx ea: interrupted; nothing was written.")
             return 130
-    table = Table(title=f"(1+1) EA on OneMax, {args.runs} runs: runtime / (n ln n)")
+    title = f"(1+1) EA on {args.function}, {args.runs} runs: runtime / (n ln n)"
+    table = Table(title=title)
     for col in ("rate", "n", "mean ± 95%", "median", "finished", "loop steps", "seconds"):
         table.add_column(col, justify="left" if col == "rate" else "right")
     for row in rows:

@@ -230,6 +230,10 @@ def test_one_compilation_serves_every_size_and_every_static_rate():
         (lambda: rates.parse("sometimes", 4), "unknown rate policy"),
         (lambda: rates.schedule(-1.0), "must be > 0"),
         (lambda: rates.parse("static:pow:-1", 4), "eps must be > 0"),
+        (
+            lambda: linear.simulate_linear("sums", 4, rates.static(0.1), 4, key=jax.random.key(0)),
+            "unknown linear function 'sums'",
+        ),
         (lambda: static_law.power_law(1.0, scales=0), "1 to 60 scales"),
         (lambda: linear_weights("binval", 2000), "overflows"),
         (
@@ -255,3 +259,17 @@ def test_rtrlx_ea_prints_writes_and_plots(tmp_path, capsys):
     assert all(r["finished"] == 50 and 1.0 < r["mean"] < 4.0 for r in saved["rows"])
     assert main(["ea", "--rate", "often"]) == 2
     assert "unknown rate policy 'often'" in capsys.readouterr().err
+    assert main(["ea", "--function", "binval", "--rate", "static:pow:1"]) == 2
+    assert "static:pow:1 runs on onemax only" in capsys.readouterr().err
+
+
+def test_rtrlx_ea_runs_binval_and_static_laws(capsys):
+    from rtrlx.cli import main
+
+    assert (
+        main(["ea", "--function", "binval", "--n", "30", "--rate", "static:1/n", "--runs", "20"])
+        == 0
+    )
+    assert "EA on binval" in capsys.readouterr().out
+    assert main(["ea", "--n", "30,60", "--rate", "static:pow:1", "--runs", "20"]) == 0
+    assert "grows like (ln n)^gamma" in capsys.readouterr().err

@@ -160,7 +160,8 @@ def _sparse(
     minus = jnp.full_like(s.k, -1, dtype=jnp.int32)
 
     def pick(i, carry):
-        return jax.vmap(functools.partial(_pick_one, w, i))(*carry, k, a, b, keys)
+        perm, gain, top0, top1 = carry
+        return jax.vmap(functools.partial(_pick_one, w, i))(perm, gain, top0, top1, k, a, b, keys)
 
     perm, gain, top0, top1 = lax.fori_loop(0, jnp.max(a + b), pick, (s.perm, zero, minus, minus))
     keep = ((top0 > top1) if binval else (gain >= 0)) & event.inside & go

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from . import rates, static_law
+from .linear import simulate_linear
 from .onemax import simulate
 
 #: The paper's limits of runtime / (n ln n): the optimal schedule's and that of 1/n (and of
@@ -14,14 +15,17 @@ from .onemax import simulate
 LIMITS = {"schedule": rates.optimal_schedule_constants()[0], "1/n": math.e}
 
 
-def runtime_row(n: int, rate: str, runs: int, *, seed: int = 0) -> dict:
-    """Simulate ``runs`` runs on OneMax with ``n`` bits and summarise runtime / (n ln n).
+def runtime_row(n: int, rate: str, runs: int, *, seed: int = 0, function: str = "onemax") -> dict:
+    """Simulate ``runs`` runs on a linear function of ``n`` bits; summarise runtime / (n ln n).
 
     Args:
         n: relevant bits.
         rate: a policy name (:func:`rtrlx.evo.rates.parse`).
         runs: independent runs.
         seed: the PRNG seed (the same seed gives every policy the same keys).
+        function: ``onemax`` (the fast k-chain), ``binval`` or ``random`` (the position
+            simulation of :mod:`rtrlx.evo.linear`; static laws over scales run on OneMax
+            only).
 
     Returns:
         A dict: ``n``, ``rate``, ``runs``, ``finished``, ``mean``, ``ci95`` (the half-width
@@ -39,14 +43,19 @@ def runtime_row(n: int, rate: str, runs: int, *, seed: int = 0) -> dict:
     tic = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(seed), n)
     if isinstance(policy, static_law.StaticLaw):
+        if function != "onemax":
+            raise ValueError(f"{rate} runs on onemax only, not {function}.")
         result = static_law.simulate(n, policy, runs, key=key)
-    else:
+    elif function == "onemax":
         result = simulate(n, policy, runs, key=key)
+    else:
+        result = simulate_linear(function, n, policy, runs, key=key)
     seconds = time.perf_counter() - tic
     scaled = result.runtime[result.finished] / (n * math.log(n))
     done = len(scaled)
     return {
         "n": n,
+        "function": function,
         "rate": rate,
         "runs": runs,
         "finished": int(done),
@@ -65,13 +74,14 @@ def study(
     runs: int,
     *,
     seed: int = 0,
+    function: str = "onemax",
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """:func:`runtime_row` for every rate and every ``n`` (rates outer, ``n`` inner)."""
     rows = []
     for rate in rate_names:
         for n in ns:
-            rows.append(runtime_row(n, rate, runs, seed=seed))
+            rows.append(runtime_row(n, rate, runs, seed=seed, function=function))
             if on_row:
                 on_row(rows[-1])
     return rows
