@@ -263,6 +263,7 @@ def test_rtrlx_ea_prints_writes_and_plots(tmp_path, capsys):
     assert "static:pow:1 runs on onemax only" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 6-12 s
 def test_rtrlx_ea_runs_binval_and_static_laws(capsys):
     from rtrlx.cli import main
 

@@ -245,8 +245,8 @@ def _at_least_one(key: Array, k: Array, p: Array) -> Array:
     """
     k_j, k_rest = jax.random.split(key)
     u = jax.random.uniform(k_j, dtype=float)
-    all_miss = jnp.exp(k.astype(float) * jnp.log1p(-p))  # (1 - p)^k
-    j = jnp.floor(jnp.log1p(-u * (1 - all_miss)) / jnp.log1p(-p))
+    some = -jnp.expm1(k.astype(float) * jnp.log1p(-p))  # 1 - (1 - p)^k, precise for small k p
+    j = jnp.floor(jnp.log1p(-u * some) / jnp.log1p(-p))
     j = jnp.clip(j, 0.0, (k - 1).astype(float)).astype(k.dtype)
     return 1 + _few(k_rest, k - 1 - j, p)
 

@@ -30,7 +30,7 @@ from jax import Array, lax
 from .onemax import Result, _check, _draw, _precise
 
 #: Exact tables of the flips: length, and the largest ``k p`` (expected zeros flipped) they
-#: serve; beyond its length a table's mass is below 1e-17 (Poisson tails). The long table
+#: serve; beyond its length a table's mass is below 1e-15 (Poisson tails). The long table
 #: serves at most WIDE rates (the rates between the two at one ``k``: 7 for halving rates).
 SMALL, LONG, WIDE = (32, 4.0), (512, 350.0), 8
 #: A scale whose chance of improving is below this per generation never improves here.
@@ -207,7 +207,9 @@ def _step(n: Array, rates: Array, probs: Array, max_generations: int) -> Callabl
         drop = jnp.where(
             small[j], _improvement(k_small, pa[j], pb[j]), _improvement(k_big, pa_l[w], pb_l[w])
         )
-        return k - jnp.where(dense[j], 0, drop).astype(k.dtype), t + wait, dense[j], j
+        # (event is 0 only if every rate's chance underflows: then nothing moves.)
+        drop = jnp.where(dense[j] | (event <= 0), 0, drop).astype(k.dtype)
+        return k - drop, t + wait, dense[j], j
 
     def generation(k: Array, p: Array, key: Array) -> Array:
         k_a, k_b = jax.random.split(key)
