@@ -121,7 +121,7 @@ def test_every_linear_function_takes_the_plain_simulation():
     ("function", "policy"),
     [
         ("binval", "static:1/n"),
-        ("random", "adaptive"),
+        pytest.param("random", "adaptive", marks=pytest.mark.slow),
         pytest.param("onemax", "schedule", marks=pytest.mark.slow),
         pytest.param("binval", "schedule", marks=pytest.mark.slow),
         pytest.param("random", "static:1/n", marks=pytest.mark.slow),
@@ -180,7 +180,8 @@ def test_chernoff_bound_bounds_the_chance_of_improving():
             assert bound < 1 and b.size  # a real bound where k < n - k
 
 
-@pytest.mark.parametrize("n", [8, pytest.param(24, marks=pytest.mark.slow)])  # 24: 80 s
+@pytest.mark.slow  # 6-12 s at n = 8, 80 s at n = 24
+@pytest.mark.parametrize("n", [8, 24])
 def test_static_law_simulation_is_the_plain_algorithm_and_the_exact_chain(n, monkeypatch):
     """Exact: the mean of the exact chain mixed over the law, and the plain EA's distribution.
 
