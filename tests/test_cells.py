@@ -201,9 +201,10 @@ def assert_rule_equals_generic(cell, generic, key, rule_trace):
     assert type(learner.init(cell).trace).__name__ == rule_trace
     assert type(learner.init(generic).trace).__name__ == type(generic).__name__
     s1, s2 = learner.init(cell, batch_size=4), learner.init(generic, batch_size=4)
+    step = eqx.filter_jit(learner.step)
     for t in range(xs.shape[0]):
-        s1, l1, g1 = learner.step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
-        s2, l2, g2 = learner.step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
+        s1, l1, g1 = step(cell, head, rtrlx.losses.mse, s1, xs[t], ys[t])
+        s2, l2, g2 = step(generic, head, rtrlx.losses.mse, s2, xs[t], ys[t])
         np.testing.assert_allclose(l1, l2, rtol=1e-12)
         np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-9, atol=1e-13)
 

@@ -178,8 +178,15 @@ def test_tbptt_one_equals_instantaneous_gradient():
     np.testing.assert_allclose(g_cell.weight, gw, rtol=1e-10)
 
 
-@pytest.mark.parametrize("batch", [None, 3])
-@pytest.mark.parametrize("chunk", [1, 5, 7, 64])
+# make test: chunk 1 unbatched and a remainder batched; make test-slow: the rest.
+@pytest.mark.parametrize(
+    ("chunk", "batch"),
+    [(1, None), (7, 3)]
+    + [
+        pytest.param(c, b, marks=pytest.mark.slow)
+        for c, b in [(1, 3), (5, None), (5, 3), (7, None), (64, None), (64, 3)]
+    ],
+)
 def test_diag_rtrl_chunked_lru_path_equals_bptt(chunk, batch):
     """Whole chunks, a remainder, chunk 1 and a chunk longer than the sequence (T = 20)."""
     cell, head, xs, ys = make_problem("lru", batch=batch)

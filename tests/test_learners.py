@@ -67,7 +67,8 @@ def run_stream(learner, cell, head, xs, ys, step=None):
     return state, total
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), ONLINE)
+# make test: a cover (every learner and every cell once); make test-slow: the rest.
+@pytest.mark.parametrize(("spec", "cell_name"), cover(ONLINE))
 def test_streaming_equals_sequence_grads(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH)  # T = 20, a multiple of 4
@@ -124,7 +125,7 @@ BY_STREAM = [
 ] + [("ok:9", "elman")]
 
 
-@pytest.mark.parametrize(("spec", "cell_name"), BY_STREAM)
+@pytest.mark.parametrize(("spec", "cell_name"), cover(BY_STREAM))
 def test_streams_one_after_another_equal_the_batch(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH)

@@ -20,8 +20,12 @@ def stack(cell, layers=2, batch=None):
     return model, head, xs, ys
 
 
-@pytest.mark.parametrize("batch", [None, 2])
-@pytest.mark.parametrize("cell", ["lru", "rtu"])
+# make test: each cell once, batched and not; make test-slow: the rest.
+@pytest.mark.parametrize(
+    ("cell", "batch"),
+    [("lru", 2), ("rtu", None)]
+    + [pytest.param(c, b, marks=pytest.mark.slow) for c, b in [("lru", None), ("rtu", 2)]],
+)
 def test_rtrl_on_the_stack_equals_bptt(cell, batch):
     model, head, xs, ys = stack(cell, batch=batch)
     _, ref = rtrlx.sequence_grads(rtrlx.bptt(), model, head, rtrlx.losses.mse, xs, ys)
@@ -82,14 +86,18 @@ def test_online_deep_with_one_block_equals_bptt(cell, batch, path):
     np.testing.assert_allclose(flat(got), flat(ref), rtol=1e-7, atol=1e-12)
 
 
+# The full rule's scan path compiles for a minute, snap1's for 15 s: make test-slow. make
+# test runs each cell and each of the other approximations once.
 @pytest.mark.parametrize(
-    "approx",
-    [  # the full rule's scan path compiles for a minute, snap1's for 15 s: make test-slow
-        pytest.param(a, marks=pytest.mark.slow) if a in ("full", "snap1") else a
+    ("cell", "approx"),
+    [
+        (c, a)
+        if (c, a) in (("lru", "spatial"), ("rtu", "truncated"))
+        else pytest.param(c, a, marks=pytest.mark.slow)
+        for c in ("lru", "rtu")
         for a in rtrlx.learners.online_deep_approximations
     ],
 )
-@pytest.mark.parametrize("cell", ["lru", "rtu"])
 def test_online_deep_paths_agree(cell, approx):
     """Streaming steps and the associative-scan path, with chunks that do not divide T."""
     model, head, xs, ys = stack(cell, layers=3, batch=2)

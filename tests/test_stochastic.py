@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import flat, make_problem
+from conftest import cover, flat, make_problem
 
 import rtrlx
 from rtrlx.learners.ok import ok_reduce, optimal_factors
@@ -32,9 +32,12 @@ def exact_grads(cell, head, xs, ys):
 
 @pytest.mark.parametrize(
     ("spec", "cell_name"),
-    [(spec, cell) for spec in ("uoro", "kf_rtrl", "ok:2") for cell in ("elman", "rhn")]
-    # two Kronecker factors (GRU), an (h, c) state (LSTM), a complex diagonal cell (LRU)
-    + [("kf_rtrl", "gru"), ("ok:2", "lstm"), ("uoro", "lru")],
+    # make test: a cover (every learner and every cell once); make test-slow: the rest.
+    cover(
+        [(spec, cell) for spec in ("uoro", "kf_rtrl", "ok:2") for cell in ("elman", "rhn")]
+        # two Kronecker factors (GRU), an (h, c) state (LSTM), a complex diagonal cell (LRU)
+        + [("kf_rtrl", "gru"), ("ok:2", "lstm"), ("uoro", "lru")]
+    ),
 )
 def test_unbiased(spec, cell_name):
     cell, head, xs, ys = make_problem(cell_name)
