@@ -7,11 +7,19 @@
 #   nohup bash benchmarks/recipes/queue.sh >/dev/null 2>&1 &
 #
 # Steps per run: 1M for UORO, TBPTT and KF-RTRL (the issue's minimum), 2M for OK(16) (the
-# published length); seed 0 first, then seed 1.
+# published length), then OK(4) to 1M; both seeds of a learner before the next learner.
+#
+# RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
+# free (and quiet enough for timing) for other work.
 set -u
 cd "$(dirname "$0")/../.."
 mkdir -p runs/recipes
 log=runs/recipes/queue.log
+pin=()
+if [ -n "${RTRLX_QUEUE_CPU:-}" ]; then
+  pin=(taskset -c "$RTRLX_QUEUE_CPU")
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
+fi
 while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
 run() {  # recipe learner steps seed
   local out="runs/recipes/$1/${2//:/-}-seed$4"
@@ -23,13 +31,12 @@ run() {  # recipe learner steps seed
   mkdir -p "$(dirname "$out")"
   [ -f "$out/checkpoint.eqx" ] && more=(--resume)
   echo "$(date -u +%FT%TZ) $out: start (${more[*]:-fresh})" >>"$log"
-  .venv/bin/rtrlx train --recipe "$1" --learner "$2" --steps "$3" --seed "$4" \
+  "${pin[@]}" .venv/bin/rtrlx train --recipe "$1" --learner "$2" --steps "$3" --seed "$4" \
       --out "$out" "${more[@]}" >"$out.json" 2>>"$log.err"
   echo "$(date -u +%FT%TZ) $out: exit $?" >>"$log"
 }
-for seed in 0 1; do
-  run ok-copy uoro 1000000 "$seed"
-  run ok-copy tbptt:25 1000000 "$seed"
-  run ok-copy kf_rtrl 1000000 "$seed"
-  run ok-copy ok:16 2000000 "$seed"
+for learner in uoro tbptt:25 kf_rtrl; do
+  for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
 done
+for seed in 0 1; do run ok-copy ok:16 2000000 "$seed"; done
+for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
