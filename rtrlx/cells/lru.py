@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from .._tree import computed_once
 from ._base import AbstractCell, ElementwiseRule
 
 
@@ -92,7 +93,9 @@ class LRU(AbstractCell):
         """Real and imaginary parts of the diagonal recurrence ``λ``."""
         modulus = jnp.exp(-jnp.exp(self.nu_log))
         phase = jnp.exp(self.theta_log)
-        return modulus * jnp.cos(phase), modulus * jnp.sin(phase)
+        # Written once: fused, every use would recompute exp, cos and sin per element.
+        lam_re, lam_im = computed_once(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
+        return lam_re, lam_im
 
     def __call__(self, state: Complex[Array, " hidden"], x: Float[Array, " input"]):
         lam_re, lam_im = self.eigenvalues()
@@ -113,8 +116,9 @@ class LRU(AbstractCell):
         Jacobian products. A real parameter ``p`` with trace ``e = dh/dp`` gets
         ``Re(conj(δ) e)``, where ``δ = dL/dRe h + i dL/dIm h``.
         """
-        lam = jax.lax.complex(*self.eigenvalues())
-        gamma = jnp.exp(self.gamma_log)
+        lam_re, lam_im = self.eigenvalues()
+        (gamma,) = computed_once(jnp.exp(self.gamma_log))
+        lam = jax.lax.complex(lam_re, lam_im)
 
         def values(g_lam, g_gamma, g_b_re, g_b_im):
             """The parameters' gradients from the traces' complex read-outs."""
@@ -139,7 +143,7 @@ class LRU(AbstractCell):
             gx = gamma[:, None] * x[None, :]  # real: γ_i x_j
             gbx = jax.lax.complex(gamma * (self.b_re @ x), gamma * (self.b_im @ x))
             new = lam * h + gbx
-            re, im = jnp.real(lam)[:, None], jnp.imag(lam)[:, None]
+            re, im = lam_re[:, None], lam_im[:, None]
             e_re = re * trace.b_re - im * trace.b_im + gx  # λ E + γ xᵀ, in real pairs
             e_im = re * trace.b_im + im * trace.b_re
             return new, LRUTrace(e_re, e_im, lam * trace.lam + h, lam * trace.gamma + gbx)

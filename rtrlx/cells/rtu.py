@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._tree import computed_once
 from ._base import AbstractCell, ElementwiseRule
 
 RTUState = tuple[Float[Array, " hidden"], Float[Array, " hidden"]]
@@ -102,11 +103,20 @@ class RTU(AbstractCell):
         zeros = jnp.zeros(self.hidden_size, dtype=self.nu_log.dtype)
         return (zeros, zeros)
 
-    def __call__(self, state: RTUState, x: Float[Array, " input"]) -> RTUState:
-        c1, c2 = state
+    def rotation(self) -> tuple[Array, Array, Array]:
+        """The per-unit ``(g, φ, s)``: ``r cos θ``, ``r sin θ`` and ``sqrt(1 - r^2)``.
+
+        ``[[g, -φ], [φ, g]]`` is the rotation-decay and ``s`` the input gain.
+        """
         r = jnp.exp(-jnp.exp(self.nu_log))
         theta = jnp.exp(self.theta_log)
-        g, phi, norm = r * jnp.cos(theta), r * jnp.sin(theta), jnp.sqrt(1 - r**2)
+        # Written once: fused, every use would recompute exp, cos and sin per element.
+        g, phi, norm = computed_once(r * jnp.cos(theta), r * jnp.sin(theta), jnp.sqrt(1 - r**2))
+        return g, phi, norm
+
+    def __call__(self, state: RTUState, x: Float[Array, " input"]) -> RTUState:
+        c1, c2 = state
+        g, phi, norm = self.rotation()
         a1 = g * c1 - phi * c2 + norm * (self.w1 @ x)
         a2 = g * c2 + phi * c1 + norm * (self.w2 @ x)
         if self.nonlinear:
@@ -123,13 +133,13 @@ class RTU(AbstractCell):
         the derivative of ``R`` (and of ``s``) applied to the previous state. No Jacobian
         products are taken.
         """
-        r = jnp.exp(-jnp.exp(self.nu_log))
-        theta = jnp.exp(self.theta_log)
-        g, phi, norm = r * jnp.cos(theta), r * jnp.sin(theta), jnp.sqrt(1 - r**2)
-        rate = jnp.exp(self.nu_log)  # dr/dν_log = -rate r
-        # d(g, φ, s)/dν_log and d(g, φ)/dθ_log
-        dg_nu, dphi_nu, ds_nu = -rate * g, -rate * phi, rate * r**2 / norm
-        dg_th, dphi_th = -phi * theta, g * theta
+        g, phi, norm = self.rotation()
+        rate, theta = jnp.exp(self.nu_log), jnp.exp(self.theta_log)  # dr/dν_log = -rate r
+        r = jnp.exp(-rate)
+        # d(g, φ, s)/dν_log and d(g, φ)/dθ_log, written once (see rotation)
+        dg_nu, dphi_nu, ds_nu, dg_th, dphi_th = computed_once(
+            -rate * g, -rate * phi, rate * r**2 / norm, -phi * theta, g * theta
+        )
 
         def rotate(e1, e2, gg, pp):
             return gg * e1 - pp * e2, gg * e2 + pp * e1
