@@ -189,12 +189,14 @@ def _child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(rounds: int) -> dict:
-    """Every round: the matmul rates, then each configuration's train and bench."""
+def measure(rounds: int, learners: list[str]) -> dict:
+    """Every round: the matmul rates, then each chosen configuration's train and bench."""
     runs: list[dict] = []
     for r in range(rounds):
         got: dict = {"matmul": _child("matmul"), "configs": []}
         for i, (learner, *_rest) in enumerate(CONFIGS):
+            if learner not in learners:
+                continue
             entry = {
                 "learner": learner,
                 "train": _child("train", str(i)),
@@ -212,8 +214,11 @@ def measure(rounds: int) -> dict:
 def summarise(runs: list[dict]) -> list[dict]:
     """Per configuration: medians and spreads over rounds, and the train/bench ratio."""
     rows = []
-    for i, (learner, cell, hidden, *_rest) in enumerate(CONFIGS):
-        entries = [run["configs"][i] for run in runs]
+    measured = [entry["learner"] for entry in runs[0]["configs"]]
+    for learner, cell, hidden, *_rest in CONFIGS:
+        if learner not in measured:
+            continue
+        entries = [run["configs"][measured.index(learner)] for run in runs]
         row = {"learner": learner, "cell": cell, "hidden": hidden}
         for side in ("train", "bench", "bench_stream", "online"):
             if side in entries[0]:
@@ -283,6 +288,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--learners",
+        default=None,
+        help="comma-separated learners of CONFIGS to measure (default: all of them)",
+    )
     parser.add_argument("--one", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -297,7 +307,11 @@ def main() -> None:
         }[what]()
         print(json.dumps(got))
         return
-    result = measure(args.rounds)
+    known = [c[0] for c in CONFIGS]
+    chosen = known if args.learners is None else args.learners.split(",")
+    if unknown := [name for name in chosen if name not in known]:
+        parser.error(f"--learners: {', '.join(unknown)} not in CONFIGS: {', '.join(known)}")
+    result = measure(args.rounds, chosen)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

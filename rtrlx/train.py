@@ -380,7 +380,6 @@ def _chunk_in(run: Run, learner_step: Callable) -> Callable[[Carry, int], tuple[
         stats = stats.astype(default_float())
         running = (1 - smoothing) * carry.running + smoothing * stats
         level, running = task.next_level(tparams, carry.level, running)
-        accum = jax.tree.map(jnp.add, carry.accum, grads)
 
         def update(args):
             params, opt_state, accum = args
@@ -394,10 +393,11 @@ def _chunk_in(run: Run, learner_step: Callable) -> Callable[[Carry, int], tuple[
                 jax.tree.map(jnp.zeros_like, accum),
             )
 
-        args = (carry.params, carry.opt_state, accum)
-        if config.update_every == 1:
-            params, opt_state, accum = update(args)
+        if config.update_every == 1:  # the step's gradients as they are: no sum to keep
+            params, opt_state, _ = update((carry.params, carry.opt_state, grads))
+            accum = carry.accum
         else:
+            args = (carry.params, carry.opt_state, jax.tree.map(jnp.add, carry.accum, grads))
             params, opt_state, accum = lax.cond(
                 (carry.step + 1) % config.update_every == 0, update, lambda a: a, args
             )
