@@ -284,7 +284,8 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
         label = f"{config['learner']} seed {config['seed']}"
         ax.plot([r["step"] for r in records], [r[metric] for r in records], lw=1.2, label=label)
         drawn.append(label)
-    ax.set(xlabel="steps", ylabel=metric, title=f"{found.label}: {found.summary}")
+    ax.set(xlabel="steps", ylabel=metric)
+    ax.set_title(f"{found.label}: {found.summary}", fontsize=9, wrap=True)
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.legend(fontsize=7)
     fig.tight_layout()
