@@ -88,16 +88,24 @@ def computed_once(*arrays: Array) -> tuple[Array, ...]:
     parameters, broadcast over a batch of traces, is then evaluated (``exp``, ``cos``,
     ``sin``) for every trace entry. Inside a training loop, whose parameters change at every
     step, that cost cannot be hoisted out of the loop; for element-wise RTRL on an LRU with
-    n = 256 it was 22% of a step. A product with the identity is a dot, which XLA does not
-    fuse into its consumers (``lax.optimization_barrier`` is removed before fusion), so the
-    values are written once. The product is exact for finite values: each entry is one
-    value times 1 plus zeros (at ``Precision.HIGHEST``, so no accelerator rounds it).
+    n = 256 it was 22% of a step. On the CPU the arrays therefore go through a product with
+    the identity: a dot, which XLA does not fuse into its consumers (it removes
+    ``lax.optimization_barrier`` before fusion), so they are written once. Elsewhere they
+    pass through untouched (``lax.platform_dependent``).
+
+    The product is exact for finite values (each entry is one value times 1 plus zeros, at
+    ``Precision.HIGHEST``) up to the sign of a zero; a non-finite entry makes the entries of
+    its position in every array NaN, so pass only values that are finite wherever the
+    others are used.
 
     Args:
-        *arrays: arrays of one size and dtype.
+        *arrays: arrays of one size and one dtype.
 
     Returns:
         The same values, in the same shapes.
+
+    Raises:
+        ValueError: for arrays of different sizes or dtypes.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -105,10 +113,17 @@ def computed_once(*arrays: Array) -> tuple[Array, ...]:
         >>> bool(jnp.all(cos == jnp.cos(jnp.arange(3.0))))
         True
     """
-    columns = [a.reshape(-1) for a in arrays]
-    if len(columns) == 1:  # a product of width 1 would be rewritten as a multiply and fused
-        columns.append(jnp.zeros_like(columns[0]))
-    stacked = jnp.stack(columns, axis=1)
-    eye = jnp.eye(len(columns), dtype=stacked.dtype)
-    out = jnp.matmul(stacked, eye, precision=jax.lax.Precision.HIGHEST)
-    return tuple(out[:, i].reshape(a.shape) for i, a in enumerate(arrays))
+    if len({(a.size, a.dtype) for a in arrays}) != 1:
+        shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in arrays)
+        raise ValueError(f"computed_once takes arrays of one size and dtype, got {shapes}.")
+
+    def through_a_dot(*arrays: Array) -> tuple[Array, ...]:
+        columns = [a.reshape(-1) for a in arrays]
+        if len(columns) == 1:  # a product of width 1 would be rewritten as a multiply, fused
+            columns.append(jnp.zeros_like(columns[0]))
+        stacked = jnp.stack(columns, axis=1)
+        eye = jnp.eye(len(columns), dtype=stacked.dtype)
+        out = jnp.matmul(stacked, eye, precision=jax.lax.Precision.HIGHEST)
+        return tuple(out[:, i].reshape(a.shape) for i, a in enumerate(arrays))
+
+    return jax.lax.platform_dependent(*arrays, cpu=through_a_dot, default=lambda *a: a)

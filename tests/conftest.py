@@ -1,7 +1,4 @@
 import abc
-import atexit
-import shutil
-import tempfile
 
 import equinox as eqx
 import jax
@@ -13,18 +10,25 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-# Compiled programs persist on disk for this process's tests: many tests compile the same
-# program (the BPTT reference of a problem, a learner's step on a cell), and the module
-# fixture below drops JAX's in-memory caches after every file. Measured on 2 cores: the
-# exactness and learner suites ran in 154 s with it against about 216 s without. One
-# directory per process (xdist worker), so no two processes write one entry; removed at exit.
-_COMPILED = tempfile.mkdtemp(prefix="rtrlx-tests-jax-cache-")
-atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
-jax.config.update("jax_compilation_cache_dir", _COMPILED)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
 import rtrlx  # noqa: E402
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own tmp_path set-up
+def pytest_configure(config):
+    """Compiled programs persist on disk for this process's tests.
+
+    Many tests compile the same program (the BPTT reference of a problem, a learner's step on
+    a cell), and the module fixture below drops JAX's in-memory caches after every file.
+    Measured on 2 cores: the exactness and learner suites ran in 154 s with it against about
+    216 s without. The directory is under this process's pytest base temporary directory
+    (one per xdist worker, so no two processes write one entry), which pytest prunes itself
+    (it keeps the last three runs), so nothing accumulates across runs or after a crash.
+    """
+    cache = config._tmp_path_factory.getbasetemp() / "jax-compilation-cache"
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
 
 INPUT, HIDDEN, OUT, T, BATCH = 3, 5, 2, 20, 3
 
@@ -42,16 +46,17 @@ UNIT_LOCAL = [name for name, (cls, _) in CELL_SPECS.items() if cls.unit_local]
 NOT_UNIT_LOCAL = [name for name in CELL_SPECS if name not in UNIT_LOCAL]
 
 
-def cover(cases):
+def cover(cases, keep=()):
     """``cases`` (tuples) with those not needed to cover every value of every position marked slow.
 
     ``make test`` runs a covering subset, in which every value of every position appears at
-    least once (every learner and every cell of a grid, say); CI's slow run runs the rest.
+    least once (every learner and every cell of a grid, say), and the cases in ``keep``;
+    CI's slow run runs the rest.
     """
     seen = [set() for _ in cases[0]]
     kept = []
     for case in cases:
-        new = any(value not in s for value, s in zip(case, seen, strict=True))
+        new = case in keep or any(value not in s for value, s in zip(case, seen, strict=True))
         for value, s in zip(case, seen, strict=True):
             s.add(value)
         kept.append(case if new else pytest.param(*case, marks=pytest.mark.slow))

@@ -67,8 +67,9 @@ def run_stream(learner, cell, head, xs, ys, step=None):
     return state, total
 
 
-# make test: a cover (every learner and every cell once); make test-slow: the rest.
-@pytest.mark.parametrize(("spec", "cell_name"), cover(ONLINE))
+# make test: a cover (every learner and every cell once), and OK on Elman, whose draws
+# once depended on how XLA compiled the reduction; make test-slow: the rest.
+@pytest.mark.parametrize(("spec", "cell_name"), cover(ONLINE, keep={("ok:2", "elman")}))
 def test_streaming_equals_sequence_grads(spec, cell_name):
     learner = rtrlx.learners.make(spec)
     cell, head, xs, ys = make_problem(cell_name, batch=BATCH)  # T = 20, a multiple of 4

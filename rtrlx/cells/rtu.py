@@ -103,10 +103,23 @@ class RTU(AbstractCell):
         zeros = jnp.zeros(self.hidden_size, dtype=self.nu_log.dtype)
         return (zeros, zeros)
 
-    def rotation(self) -> tuple[Array, Array, Array]:
+    def rotation(
+        self,
+    ) -> tuple[Float[Array, " hidden"], Float[Array, " hidden"], Float[Array, " hidden"]]:
         """The per-unit ``(g, φ, s)``: ``r cos θ``, ``r sin θ`` and ``sqrt(1 - r^2)``.
 
-        ``[[g, -φ], [φ, g]]`` is the rotation-decay and ``s`` the input gain.
+        ``[[g, -φ], [φ, g]]`` is the rotation-decay and ``s`` the input gain. They are
+        written once (:func:`rtrlx._tree.computed_once`), not recomputed for every element
+        of the traces they scale.
+
+        Returns:
+            ``(g, φ, s)``, each ``(hidden,)``.
+
+        Examples:
+            >>> import jax, rtrlx
+            >>> g, phi, s = rtrlx.cells.RTU(2, 4, key=jax.random.key(0)).rotation()
+            >>> bool(((g**2 + phi**2 + s**2 - 1) ** 2 < 1e-10).all())
+            True
         """
         r = jnp.exp(-jnp.exp(self.nu_log))
         theta = jnp.exp(self.theta_log)
@@ -135,11 +148,13 @@ class RTU(AbstractCell):
         """
         g, phi, norm = self.rotation()
         rate, theta = jnp.exp(self.nu_log), jnp.exp(self.theta_log)  # dr/dν_log = -rate r
-        r = jnp.exp(-rate)
-        # d(g, φ, s)/dν_log and d(g, φ)/dθ_log, written once (see rotation)
-        dg_nu, dphi_nu, ds_nu, dg_th, dphi_th = computed_once(
-            -rate * g, -rate * phi, rate * r**2 / norm, -phi * theta, g * theta
+        # d(g, φ)/dν_log and d(g, φ)/dθ_log, which scale the traces, written once (see
+        # rotation); ds/dν_log scales per-unit values only, and is infinite where r rounds
+        # to 1, which computed_once would spread to the others.
+        dg_nu, dphi_nu, dg_th, dphi_th = computed_once(
+            -rate * g, -rate * phi, -phi * theta, g * theta
         )
+        ds_nu = rate * jnp.exp(-2 * rate) / norm
 
         def rotate(e1, e2, gg, pp):
             return gg * e1 - pp * e2, gg * e2 + pp * e1
