@@ -43,7 +43,8 @@ def main() -> None:
         cells = [f"{means[s]:g}" if s in means else "" for s in STEPS]
         print(f"| {label} (mean) | " + " | ".join(cells) + " | | | |")
     for run in sys.argv[1:]:
-        if os.path.getsize(os.path.join(run, "metrics.jsonl")) == 0:  # just started
+        metrics = os.path.join(run, "metrics.jsonl")
+        if not os.path.isfile(metrics) or os.path.getsize(metrics) == 0:  # not a run, or new
             continue
         print(row(run))
 
