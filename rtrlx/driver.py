@@ -34,6 +34,8 @@ import dataclasses
 import errno
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, NamedTuple
@@ -282,44 +284,68 @@ def _open(
     return session
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill PID``) ends the run as Ctrl-C does: a checkpoint, then the result.
+
+    A run started in the background by a non-interactive shell ignores SIGINT, so ``kill
+    -TERM`` is how such a run is stopped; without this it would die at once and lose the
+    steps since its last checkpoint. Signal handlers belong to the main thread: elsewhere
+    (a Ray worker's thread, say) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
     """The chunks, with the finiteness check, checkpoints and Ctrl-C."""
     job, carry, start = s.job, s.job.carry, s.step
     seen: set[int] = set()
     interrupted, stopped = False, None
     tic_run = time.perf_counter()
-    try:
-        while s.step < s.steps:
-            n = min(job.chunk_steps, s.steps - s.step)
-            tic = time.perf_counter()
-            new, output = job.chunk(carry, n)
-            jax.block_until_ready((new, output))
-            info = ChunkInfo(s.step, s.step + n, time.perf_counter() - tic, n not in seen)
-            seen.add(n)
-            bad = (job.finite or _all_finite)(new, output)
-            if bad is not None:
-                raise TrainingError(_diverged(s, info, bad))
-            record = {"step": info.stop, **job.record(new, output, info)}
-            # The run's wall-clock so far, across resumes (a job may keep its own).
-            before = s.records[-1].get("wall_seconds", 0.0) if s.records else 0.0
-            record.setdefault("wall_seconds", before + info.seconds)
-            if s.metrics_path:
-                _append(s.metrics_path, record)
-            carry, s.step = new, info.stop
-            s.records.append(record)
-            if on_chunk:
-                on_chunk(record)
-            for watcher in tuple(_WATCHERS):
-                watcher(record, s.steps)
-            stopped = job.stop(s.records) if job.stop else None
-            if stopped:
-                break
-            since = s.step - (start if s.last_checkpoint is None else s.last_checkpoint)
-            due = s.checkpoint_every and since >= s.checkpoint_every
-            if s.out and due and s.step < s.steps:  # the last one is saved below
-                _save(s, carry)
-    except KeyboardInterrupt:
-        interrupted = True
+    with _terminate_as_interrupt():
+        try:
+            while s.step < s.steps:
+                n = min(job.chunk_steps, s.steps - s.step)
+                tic = time.perf_counter()
+                new, output = job.chunk(carry, n)
+                jax.block_until_ready((new, output))
+                info = ChunkInfo(s.step, s.step + n, time.perf_counter() - tic, n not in seen)
+                seen.add(n)
+                bad = (job.finite or _all_finite)(new, output)
+                if bad is not None:
+                    raise TrainingError(_diverged(s, info, bad))
+                record = {"step": info.stop, **job.record(new, output, info)}
+                # The run's wall-clock so far, across resumes (a job may keep its own).
+                before = s.records[-1].get("wall_seconds", 0.0) if s.records else 0.0
+                record.setdefault("wall_seconds", before + info.seconds)
+                if s.metrics_path:
+                    _append(s.metrics_path, record)
+                carry, s.step = new, info.stop
+                s.records.append(record)
+                if on_chunk:
+                    on_chunk(record)
+                for watcher in tuple(_WATCHERS):
+                    watcher(record, s.steps)
+                stopped = job.stop(s.records) if job.stop else None
+                if stopped:
+                    break
+                since = s.step - (start if s.last_checkpoint is None else s.last_checkpoint)
+                due = s.checkpoint_every and since >= s.checkpoint_every
+                if s.out and due and s.step < s.steps:  # the last one is saved below
+                    _save(s, carry)
+        except KeyboardInterrupt:
+            interrupted = True
     if s.out:
         _save(s, carry)
     seconds = time.perf_counter() - tic_run

@@ -2,6 +2,8 @@
 
 import functools
 import json
+import os
+import signal
 import threading
 
 import jax
@@ -125,6 +127,29 @@ def test_metrics_are_truncated_to_the_checkpoint_on_resume(tmp_path):
     assert all(r["x"] > 0 for r in records)
     straight = drive(CONFIG, toy_job, steps=20, out=str(tmp_path / "straight"))
     assert records[-1]["x"] == straight["x"]
+
+
+def test_sigterm_saves_a_checkpoint_and_returns_as_ctrl_c_does(tmp_path):
+    """``kill PID`` stops a run in the background (which ignores SIGINT) with nothing lost."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers belong to the main thread")
+    before = signal.getsignal(signal.SIGTERM)
+    run = toy_job().chunk
+    calls = []
+
+    def terminated(carry, n):
+        calls.append(n)
+        if len(calls) == 2:  # during the second chunk
+            os.kill(os.getpid(), signal.SIGTERM)
+        return run(carry, n)
+
+    result = drive(
+        CONFIG, lambda: toy_job(chunk=terminated), steps=20, out=str(tmp_path), resume=False
+    )
+    assert result["interrupted"] and result["steps"] == 5
+    assert load_checkpoint(str(tmp_path), toy_job().carry)[0] == 5
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert drive(CONFIG, toy_job, steps=20, out=str(tmp_path), resume=True)["steps"] == 20
 
 
 def test_ctrl_c_while_the_first_chunk_compiles_saves_and_returns(tmp_path):
