@@ -5,6 +5,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int
 
 from .._tree import reset_where
@@ -13,12 +14,11 @@ from ..cells._base import num_components, state_to_units
 from ._base import (
     Learner,
     batch_init,
-    batch_mean,
     check_cell,
     flatten_cell,
     is_batched,
     map_batch,
-    readout,
+    readout_batch,
     unit_transition,
 )
 from .bptt import _grads
@@ -95,41 +95,40 @@ def tbptt(k: int) -> Learner:
         flat = flatten_cell(cell)
         count = state.count
 
-        def forward(hidden, inputs, cotangents, x, y):
-            new_hidden = cell(hidden, x)
-            loss, g_direct, g_head, delta = readout(cell, head, loss_fn, new_hidden, y)
-            inputs = inputs.at[count].set(x)
-            cotangents = cotangents.at[count].set(delta)
-            return new_hidden, inputs, cotangents, loss, g_direct, g_head
+        def advance(hidden, inputs, x):
+            return cell(hidden, x), inputs.at[count].set(x)
 
-        new_hidden, inputs, cotangents, loss, g_direct, g_head = map_batch(
-            forward, batched, state.hidden, state.inputs, state.cotangents, x, y
-        )
+        new_hidden, inputs = map_batch(advance, batched, state.hidden, state.inputs, x)
+        # The batch-mean loss and its gradients at once: the cell's and head's gradients
+        # come out of products over the batch, never one parameter vector per stream.
+        loss, g_direct, g_head, delta = readout_batch(cell, head, loss_fn, new_hidden, y, batched)
+        # delta carries the batch mean's 1/B, so the window's vjp sums the streams.
+        cotangents = lax.dynamic_update_index_in_dim(state.cotangents, delta, count, axis=-3)
+        fresh = state_to_units(cell.init_state())
 
-        def window_grad(start, inputs, cotangents, restarts):
+        def unroll(theta, start, inputs, restarts):
             f = unit_transition(flat, start)
-            fresh = state_to_units(cell.init_state())
 
-            def unroll(theta):
-                def body(u, x_restart):
-                    x, restart = x_restart
-                    u = f(theta, jnp.where(restart, fresh, u), x)
-                    return u, u
+            def body(u, x_restart):
+                x, restart = x_restart
+                u = f(theta, jnp.where(restart, fresh, u), x)
+                return u, u
 
-                return lax.scan(body, state_to_units(start), (inputs, restarts))[1]
+            return lax.scan(body, state_to_units(start), (inputs, restarts))[1]
+
+        def window_grad():
+            def all_streams(theta):  # theta shared: its cotangent is summed over streams
+                if not batched:
+                    return unroll(theta, state.window_start, inputs, state.restarts)
+                per = jax.vmap(unroll, in_axes=(None, 0, 0, 0))
+                return per(theta, state.window_start, inputs, state.restarts)
 
             # Steps after `count` carry zero cotangents, so a partial window is exact too.
-            return jax.vjp(unroll, flat.theta)[1](cotangents)[0]
+            return jax.vjp(all_streams, flat.theta)[1](cotangents)[0]
 
         full = count == k - 1
-        g_window = lax.cond(
-            full,
-            lambda: map_batch(
-                window_grad, batched, state.window_start, inputs, cotangents, state.restarts
-            ),
-            lambda: jnp.zeros_like(g_direct),
-        )
-        g_cell, g_head, loss = batch_mean((g_direct + g_window, g_head, loss), batched)
+        g_window = lax.cond(full, window_grad, lambda: jnp.zeros_like(flat.theta))
+        g_cell = ravel_pytree(g_direct)[0] + g_window
         new_state = TBPTTState(
             hidden=new_hidden,
             window_start=jax.tree.map(
