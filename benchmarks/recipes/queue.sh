@@ -4,10 +4,11 @@
 # run is skipped. Waits first for any `rtrlx lm` comparison to end (one job at a time on 2
 # cores). Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ptb] >/dev/null 2>&1 &
 #
-# Steps per run: 1M for UORO, TBPTT and KF-RTRL (the minimum), 2M for OK(16) (the
-# published length), then OK(4) to 1M; both seeds of a learner before the next learner.
+# copy (the default): 1M steps for UORO, TBPTT-25 and KF-RTRL (the minimum), 2M for
+# OK(16) (the published length), then OK(4) to 1M; both seeds of a learner before the next.
+# ptb: TBPTT-25 seeds 0 and 1, then KF-RTRL and OK(8) seed 0, each to the published 1M steps.
 #
 # RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
 # free (and quiet enough for timing) for other work.
@@ -35,8 +36,18 @@ run() {  # recipe learner steps seed
       --out "$out" "${more[@]}" >"$out.json" 2>>"$log.err"
   echo "$(date -u +%FT%TZ) $out: exit $?" >>"$log"
 }
-for learner in uoro tbptt:25 kf_rtrl; do
-  for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
-done
-for seed in 0 1; do run ok-copy ok:16 2000000 "$seed"; done
-for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
+case "${1:-copy}" in
+  copy)
+    for learner in uoro tbptt:25 kf_rtrl; do
+      for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
+    done
+    for seed in 0 1; do run ok-copy ok:16 2000000 "$seed"; done
+    for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
+    ;;
+  ptb)
+    for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
+    run ok-ptb kf_rtrl 1000000 0
+    run ok-ptb ok:8 1000000 0
+    ;;
+  *) echo "usage: queue.sh [copy|ptb]" >&2; exit 2 ;;
+esac
