@@ -197,6 +197,25 @@ def test_tbptt_streams_a_window_at_its_last_step():
     np.testing.assert_allclose(flat(g_cell), flat(g_ref), rtol=1e-10)
 
 
+def test_tbptt_step_keeps_no_parameter_gradient_per_stream():
+    # The batch's gradients come out of products over the batch. One gradient vector per
+    # stream, averaged afterwards, made the step 90x slower at RHN n=256, batch 32.
+    batch, hidden = 32, 64
+    cell = rtrlx.cells.RHN(8, hidden, key=jax.random.key(0))
+    head = eqx.nn.Linear(hidden, 8, key=jax.random.key(1))
+    learner = rtrlx.tbptt(4)
+    state = learner.init(cell, batch_size=batch)
+    state = state._replace(count=jnp.asarray(3, jnp.int32))  # the window closes this step
+    x, y = jnp.ones((batch, 8)), jnp.zeros((batch, 8))
+
+    def step(cell, head, state):
+        return learner.step(cell, head, rtrlx.losses.mse, state, x, y)
+
+    memory = jax.jit(step).lower(cell, head, state).compile().memory_analysis()
+    params = sum(a.size for a in jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array)))
+    assert memory.temp_size_in_bytes < batch * params * 4  # before: 6.2x this
+
+
 def test_registry_names_and_errors():
     assert rtrlx.learners.make("snap").name == "snap:1"
     assert rtrlx.learners.make("tbptt:7").name == "tbptt:7"
