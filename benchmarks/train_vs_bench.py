@@ -39,6 +39,7 @@ CONFIGS = [
     ("snap:2", "gru", 64, 200, 25, 10),
     ("diag_rtrl", "lru", 256, 6000, 500, 1000),
     ("uoro", "rhn", 128, 6000, 500, 1000),
+    ("tbptt:25", "rhn", 128, 6000, 500, 1000),
 ]
 TASK, BATCH = "copy-curriculum", 16
 
