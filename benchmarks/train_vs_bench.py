@@ -175,12 +175,48 @@ def one_matmul() -> dict:
         ),
         "batched": _rate(jax.jit(lambda t, j: t @ j), (traces, jac), flops),
     }
+    del traces, jac
     return {
         "square_2048_gflops": square,
         "ok_propagation_gflops": max(rates.values()),
         "ok_propagation_gflops_by_layout": rates,
         "ok_propagation_flops_per_step": flops,
+    } | _rtrl_rates(k[1])
+
+
+def _rtrl_rates(key) -> dict:
+    """GFLOP/s of exact RTRL's trace products, J_h (n x n) @ M (n x P), GRU 64, 16 streams.
+
+    With one stream's trace in cache (what the bench's by-stream layout runs: one stream
+    through the whole sequence) and with the 16 streams' traces in turn (what training must
+    run when the parameters change every step: 54 MB of traces, out of the L3 cache).
+    """
+    import equinox as eqx
+    import jax
+    from jax import lax
+
+    from rtrlx.cells import GRU
+    from rtrlx.tasks import make as make_task
+
+    cell = GRU(make_task(TASK)[0].input_size, 64, key=key)
+    n = cell.hidden_size
+    size = sum(a.size for a in jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array)))
+    k = jax.random.split(key)
+    traces = jax.random.normal(k[0], (BATCH, n, size))
+    jac = jax.random.normal(k[1], (BATCH, n, n))
+    flops = 2 * BATCH * n * n * size
+
+    def in_cache(t, j):
+        return lax.fori_loop(0, BATCH, lambda i, acc: j[i] @ acc, t)
+
+    rates = {
+        "one_stream_in_cache": _rate(jax.jit(in_cache), (traces[0], jac), flops),
+        "streams": _rate(
+            jax.jit(lambda t, j: lax.map(lambda p: p[1] @ p[0], (t, j))), (traces, jac), flops
+        ),
+        "batched": _rate(jax.jit(lambda t, j: j @ t), (traces, jac), flops),
     }
+    return {"rtrl_propagation_gflops_by_layout": rates, "rtrl_propagation_flops_per_step": flops}
 
 
 def _child(*args: str) -> dict:
@@ -248,6 +284,16 @@ def summarise(runs: list[dict]) -> list[dict]:
                 for run, e in zip(runs, entries, strict=True)
             ]
             row["propagation_fraction_of_same_shape_rate"] = statistics.median(fractions)
+        if learner == "rtrl":
+            for where in ("one_stream_in_cache", "streams"):
+                fractions = [
+                    run["matmul"]["rtrl_propagation_flops_per_step"]
+                    / (e["train"]["ms_per_step"] / 1e3)
+                    / 1e9
+                    / run["matmul"]["rtrl_propagation_gflops_by_layout"][where]
+                    for run, e in zip(runs, entries, strict=True)
+                ]
+                row[f"trace_products_fraction_{where}"] = statistics.median(fractions)
         rows.append(row)
     return rows
 
@@ -259,6 +305,13 @@ def table(result: dict) -> str:
         "matmul 2048² GFLOP/s: " + ", ".join(f"{m['square_2048_gflops']:.0f}" for m in rates),
         "OK propagation shape GFLOP/s: "
         + ", ".join(f"{m['ok_propagation_gflops']:.0f}" for m in rates),
+        "RTRL trace products GFLOP/s, one stream in cache / 16 streams in turn: "
+        + ", ".join(
+            "{one_stream_in_cache:.0f} / {streams:.0f}".format(
+                **m["rtrl_propagation_gflops_by_layout"]
+            )
+            for m in rates
+        ),
         "",
         "| learner | cell | train ms/step (spread) | layout | bench ms/step (spread) | "
         "train/bench speed | online step ms (spread) | train/online speed |",
@@ -281,6 +334,13 @@ def table(result: dict) -> str:
         if "propagation_fraction_of_same_shape_rate" in row:
             f = row["propagation_fraction_of_same_shape_rate"]
             lines.append(f"|  | OK propagation in training: {f:.0%} of the same-shape rate |||||")
+        if "trace_products_fraction_streams" in row:
+            a = row["trace_products_fraction_one_stream_in_cache"]
+            b = row["trace_products_fraction_streams"]
+            lines.append(
+                f"|  | RTRL trace products in training: {a:.0%} of the rate with one stream's "
+                f"trace in cache, {b:.0%} of the rate with the 16 streams' in turn |||||"
+            )
     return "\n".join(lines)
 
 
