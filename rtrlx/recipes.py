@@ -282,6 +282,8 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
         config = _run_config(run, found)
         records = [r for r in read_records(run) if r.get(metric) is not None]
         label = f"{config['learner']} seed {config['seed']}"
+        if abs(config["lr"] - found.config.lr) > 1e-12:  # a learning-rate check, say so
+            label += f", lr {config['lr']:g}"
         ax.plot([r["step"] for r in records], [r[metric] for r in records], lw=1.2, label=label)
         drawn.append(label)
     ax.set(xlabel="steps", ylabel=metric)
