@@ -6,8 +6,9 @@
 #
 #   nohup bash benchmarks/recipes/queue.sh [copy|ptb] >/dev/null 2>&1 &
 #
-# copy (the default): 1M steps for UORO, TBPTT-25 and KF-RTRL (the issue's minimum), 2M for
-# OK(16) (the published length), then OK(4) to 1M; both seeds of a learner before the next.
+# copy (the default): 1M steps for UORO, TBPTT-25 and KF-RTRL (the issue's minimum), both
+# seeds; then OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the published 2M),
+# so that both seeds have run as far as the time given allows; then OK(4) to 1M.
 # ptb: TBPTT-25 seeds 0 and 1, then KF-RTRL and OK(8) seed 0, each to the published 1M steps.
 #
 # RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
@@ -41,7 +42,9 @@ case "${1:-copy}" in
     for learner in uoro tbptt:25 kf_rtrl; do
       for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
     done
-    for seed in 0 1; do run ok-copy ok:16 2000000 "$seed"; done
+    for target in 250000 500000 1000000 2000000; do
+      for seed in 0 1; do run ok-copy ok:16 "$target" "$seed"; done
+    done
     for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
     ;;
   ptb)
