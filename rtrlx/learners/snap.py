@@ -5,6 +5,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from .._errors import UnsupportedCellError
@@ -13,12 +14,11 @@ from ..cells._base import AbstractCell, num_components, state_to_units, units_to
 from ._base import (
     Learner,
     batch_init,
-    batch_mean,
     check_cell,
     flatten_cell,
     is_batched,
     map_batch,
-    readout,
+    readout_batch,
     unit_transition,
 )
 from ._elementwise import elementwise_rtrl
@@ -92,7 +92,7 @@ def sparse_rtrl(order: int, name: str) -> Learner:
         n, d = nbr.shape
         diag = diagonal(cell)
 
-        def one(hidden, trace, x, y):
+        def one(hidden, trace, x):
             f = unit_transition(flat, hidden)
             units = state_to_units(hidden)
             s = units.shape[0]
@@ -115,17 +115,20 @@ def sparse_rtrl(order: int, name: str) -> Learner:
             trace = jnp.matmul(blocks, trace)
             trace = trace.reshape(n, s, d, lay.per_unit).at[:, :, 0, :].add(immediate)
             trace = trace.reshape(n, s * d, lay.per_unit)
-            new_hidden = units_to_state(new_units, hidden)
-            loss, g_direct, g_head, delta = readout(cell, head, loss_fn, new_hidden, y)
-            delta_kept = jnp.where(valid[:, None, :], delta[:, nbr].transpose(1, 0, 2), 0.0)
-            g_units = jnp.einsum("uk,ukq->uq", delta_kept.reshape(n, s * d), trace)
-            g_cell = g_units.reshape(-1)[np.argsort(lay.perm)]  # back to parameter order
-            return new_hidden, trace, loss, g_cell + g_direct, g_head
+            return units_to_state(new_units, hidden), trace
 
-        hidden, trace, loss, g_cell, g_head = map_batch(
-            one, batched, state.hidden, state.trace, x, y
-        )
-        loss, g_cell, g_head = batch_mean((loss, g_cell, g_head), batched)
+        hidden, trace = map_batch(one, batched, state.hidden, state.trace, x)
+        # The batch-mean loss and gradients at once; delta carries the mean's 1/B, so one
+        # contraction over the batch and the kept rows gives the cell's gradient, with no
+        # gradient vector per stream.
+        loss, g_direct, g_head, delta = readout_batch(cell, head, loss_fn, hidden, y, batched)
+        s = delta.shape[-2]
+        # kept[..., u, a, j] = delta[..., a, nbr[u, j]]: (..., n, S, d)
+        kept = jnp.moveaxis(delta[..., nbr], -3, -2)
+        kept = jnp.where(valid[:, None, :], kept, 0.0).reshape(*kept.shape[:-3], n, s * d)
+        spec = "buk,bukq->uq" if batched else "uk,ukq->uq"
+        g_units = jnp.einsum(spec, kept, trace)
+        g_cell = g_units.reshape(-1)[np.argsort(lay.perm)] + ravel_pytree(g_direct)[0]
         return SnApState(hidden, trace), loss, (flat.unravel(g_cell), g_head)
 
     def exact_on(cell: AbstractCell) -> bool:
