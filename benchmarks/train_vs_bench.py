@@ -14,6 +14,8 @@ each in a fresh process and interleaved round by round:
   plain SGD step after every step (no data, no optimizer state, no metrics): what the
   learner's step costs once its parameters change every step, so that XLA cannot hoist the
   work that depends on the parameters alone out of the time loop, as it does in ``bench``;
+- ``optimizer``: the optimizer's update alone (Adam on the configuration's parameters), so
+  that the table can say what the loop adds beyond the step and the optimizer;
 - the same-run matmul rates: a 2048² float32 matmul, and the shape of OK's propagation
   (each stream's ``(rank·rows, S·n) @ (S·n, S·n)``), so that OK's training step can be stated
   as a fraction of what the machine does on the same products.
@@ -89,6 +91,42 @@ def one_bench(index: int, stream: bool) -> dict:
         repeats=5,
     )
     return {"ms_per_step": 1e3 * r.seconds_per_step, "spread": r.spread, "by_stream": r.by_stream}
+
+
+def one_optimizer(index: int) -> dict:
+    """Milliseconds per step of the training loop's optimizer update alone (Adam, its state).
+
+    Training costs the learner's step plus this; what ``train`` takes beyond the two is the
+    loop's own work (the task's data, the metrics, the curriculum).
+    """
+    import jax
+    import optax
+    from jax import lax
+
+    from rtrlx.train import TrainConfig, build
+
+    learner, cell, hidden, *_ = CONFIGS[index]
+    config = TrainConfig(task=TASK, cell=cell, learner=learner, hidden=hidden, batch=BATCH)
+    run, carry = build(config)
+    steps = 500
+
+    @jax.jit
+    def updates(params, opt_state):
+        def body(state, _):
+            params, opt_state = state
+            step, opt_state = run.optimizer.update(params, opt_state, params)
+            return (optax.apply_updates(params, step), opt_state), None
+
+        return lax.scan(body, (params, opt_state), None, length=steps)[0][0]
+
+    jax.block_until_ready(updates(carry.params, carry.opt_state))
+    times = []
+    for _ in range(5):
+        tic = time.perf_counter()
+        jax.block_until_ready(updates(carry.params, carry.opt_state))
+        times.append(time.perf_counter() - tic)
+    median, spread = _median_spread(times)
+    return {"ms_per_step": 1e3 * median / steps, "spread": spread}
 
 
 def one_online(index: int) -> dict:
@@ -204,19 +242,28 @@ def _rtrl_rates(key) -> dict:
     k = jax.random.split(key)
     traces = jax.random.normal(k[0], (BATCH, n, size))
     jac = jax.random.normal(k[1], (BATCH, n, n))
-    flops = 2 * BATCH * n * n * size
+    rounds = 4  # steps of every stream in turn, updated in place (one copy of the input)
+    per_step = 2 * BATCH * n * n * size
+    flops = per_step * rounds
 
     def in_cache(t, j):
-        return lax.fori_loop(0, BATCH, lambda i, acc: j[i] @ acc, t)
+        return lax.fori_loop(0, BATCH * rounds, lambda i, acc: j[i % BATCH] @ acc, t)
+
+    def in_turn(t, j):
+        def one(i, t):
+            s = i % BATCH
+            return t.at[s].set(j[s] @ t[s])
+
+        return lax.fori_loop(0, BATCH * rounds, one, t)
 
     rates = {
         "one_stream_in_cache": _rate(jax.jit(in_cache), (traces[0], jac), flops),
-        "streams": _rate(
-            jax.jit(lambda t, j: lax.map(lambda p: p[1] @ p[0], (t, j))), (traces, jac), flops
-        ),
-        "batched": _rate(jax.jit(lambda t, j: j @ t), (traces, jac), flops),
+        "streams": _rate(jax.jit(in_turn), (traces, jac), flops),
     }
-    return {"rtrl_propagation_gflops_by_layout": rates, "rtrl_propagation_flops_per_step": flops}
+    return {
+        "rtrl_propagation_gflops_by_layout": rates,
+        "rtrl_propagation_flops_per_step": per_step,
+    }
 
 
 def _child(*args: str) -> dict:
@@ -239,6 +286,7 @@ def measure(rounds: int, learners: list[str]) -> dict:
                 "train": _child("train", str(i)),
                 "bench": _child("bench", str(i)),
                 "online": _child("online", str(i)),
+                "optimizer": _child("optimizer", str(i)),
             }
             if learner == "diag_rtrl":
                 entry["bench_stream"] = _child("stream", str(i))
@@ -257,7 +305,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             continue
         entries = [run["configs"][measured.index(learner)] for run in runs]
         row = {"learner": learner, "cell": cell, "hidden": hidden}
-        for side in ("train", "bench", "bench_stream", "online"):
+        for side in ("train", "bench", "bench_stream", "online", "optimizer"):
             if side in entries[0]:
                 values = [e[side]["ms_per_step"] for e in entries]
                 median, spread = _median_spread(values)
@@ -273,6 +321,13 @@ def summarise(runs: list[dict]) -> list[dict]:
         row["ratio_online"] = statistics.median(
             e["online"]["ms_per_step"] / e["train"]["ms_per_step"] for e in entries
         )
+        if "optimizer" in entries[0]:  # what the loop adds beyond the step and the optimizer
+            row["loop_ms_per_step"] = statistics.median(
+                e["train"]["ms_per_step"]
+                - e["online"]["ms_per_step"]
+                - e["optimizer"]["ms_per_step"]
+                for e in entries
+            )
         row["layout"] = entries[-1]["train"]["layout"]["name"]
         row["bench_by_stream"] = entries[-1]["bench"]["by_stream"]
         if learner == "ok:16":
@@ -298,6 +353,10 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _ms(row: dict, side: str) -> str:
+    return f"{row[side]['ms_per_step']:.3g}" if side in row else "-"
+
+
 def table(result: dict) -> str:
     """The summary as markdown."""
     rates = [run["matmul"] for run in result["rounds"]]
@@ -314,8 +373,9 @@ def table(result: dict) -> str:
         ),
         "",
         "| learner | cell | train ms/step (spread) | layout | bench ms/step (spread) | "
-        "train/bench speed | online step ms (spread) | train/online speed |",
-        "|---|---|---|---|---|---|---|---|",
+        "train/bench speed | online step ms (spread) | train/online speed | optimizer ms | "
+        "rest of the loop ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["summary"]:
         bench = f"{row['bench']['ms_per_step']:.4g} ({row['bench']['spread']:.0%})"
@@ -329,7 +389,8 @@ def table(result: dict) -> str:
             f"| {row['learner']} | {row['cell']} {row['hidden']} | "
             f"{train['ms_per_step']:.4g} ({train['spread']:.0%}) | {row['layout']} | {bench} | "
             f"{ratio} | {row['online']['ms_per_step']:.4g} ({row['online']['spread']:.0%}) | "
-            f"{row['ratio_online']:.2f} |"
+            f"{row['ratio_online']:.2f} | {_ms(row, 'optimizer')} | "
+            f"{row.get('loop_ms_per_step', float('nan')):.3g} |"
         )
         if "propagation_fraction_of_same_shape_rate" in row:
             f = row["propagation_fraction_of_same_shape_rate"]
@@ -364,6 +425,7 @@ def main() -> None:
             "bench": lambda: one_bench(index, stream=False),
             "stream": lambda: one_bench(index, stream=True),
             "online": lambda: one_online(index),
+            "optimizer": lambda: one_optimizer(index),
             "matmul": one_matmul,
         }[what]()
         print(json.dumps(got))
