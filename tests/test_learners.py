@@ -212,8 +212,11 @@ def test_tbptt_step_keeps_no_parameter_gradient_per_stream():
         return learner.step(cell, head, rtrlx.losses.mse, state, x, y)
 
     memory = jax.jit(step).lower(cell, head, state).compile().memory_analysis()
-    params = sum(a.size for a in jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array)))
-    assert memory.temp_size_in_bytes < batch * params * 4  # before: 6.2x this
+    if memory is None or memory.temp_size_in_bytes == 0:
+        pytest.skip("this backend reports no working memory")
+    leaves = jax.tree.leaves(eqx.filter(cell, eqx.is_inexact_array))
+    one_set = batch * sum(a.size * a.dtype.itemsize for a in leaves)  # a gradient per stream
+    assert memory.temp_size_in_bytes < one_set / 2  # 0.32 of it now; 3.1x before the fix
 
 
 def test_registry_names_and_errors():

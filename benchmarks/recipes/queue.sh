@@ -27,8 +27,10 @@ while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
 run() {  # recipe learner steps seed
   local out="runs/recipes/$1/${2//:/-}-seed$4"
   local more=()
-  if [ -f "$out/result.json" ] && grep -q '"interrupted": false' "$out/result.json" \
-     && grep -q "\"steps\": $3," "$out/result.json"; then
+  # Done once the run has reached the target (a later stage may have taken it further).
+  if [ -f "$out/result.json" ] && .venv/bin/python -c 'import json, sys
+sys.exit(json.load(open(sys.argv[1])).get("steps", 0) < int(sys.argv[2]))' "$out/result.json" "$3"
+  then
     echo "$(date -u +%FT%TZ) $out: done" >>"$log"; return
   fi
   mkdir -p "$(dirname "$out")"

@@ -30,7 +30,8 @@ class TBPTTState(NamedTuple):
     hidden: State  # the state h_t; leaves (hidden,) or (batch, hidden)
     window_start: State  # h at the start of the open window, same shapes as hidden
     inputs: Float[Array, "... k input"]  # the open window's inputs
-    cotangents: Float[Array, "... k S hidden"]  # dL_t/dh_t of the open window, unit view
+    # d(loss)/dh_t of the open window's steps, unit view; batched, of the batch-mean loss
+    cotangents: Float[Array, "... k S hidden"]
     count: Int[Array, ""]  # steps taken in the open window, shape=(), int32
     restarts: Bool[Array, "... k"]  # the open window's steps before which the stream restarted
 
