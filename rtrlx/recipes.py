@@ -278,13 +278,18 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
         ax.fill_between(steps, low, high, color="0.85", label=f"{label}: range")
         ax.plot(steps, mean, "k--", lw=1, label=f"{label}: mean")
     drawn = []
+    colours: dict[str, str] = {}  # one colour per learner and rate; seeds differ in dash
     for run in runs:
         config = _run_config(run, found)
         records = [r for r in read_records(run) if r.get(metric) is not None]
-        label = f"{config['learner']} seed {config['seed']}"
+        name = config["learner"]
         if abs(config["lr"] - found.config.lr) > 1e-12:  # a learning-rate check, say so
-            label += f", lr {config['lr']:g}"
-        ax.plot([r["step"] for r in records], [r[metric] for r in records], lw=1.2, label=label)
+            name += f", lr {config['lr']:g}"
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        label = f"{name}, seed {config['seed']}"
+        dash = ("-", ":", "-.", "--")[int(config["seed"]) % 4]
+        steps, values = [r["step"] for r in records], [r[metric] for r in records]
+        ax.plot(steps, values, dash, color=colour, lw=1.2, label=label)
         drawn.append(label)
     ax.set(xlabel="steps", ylabel=metric)
     ax.set_title(f"{found.label}: {found.summary}", fontsize=9, wrap=True)
