@@ -121,13 +121,7 @@ def one_optimizer(index: int) -> dict:
 
         return lax.scan(body, (params, opt_state), None, length=steps)[0][0]
 
-    jax.block_until_ready(updates(carry.params, carry.opt_state))
-    times = []
-    for _ in range(5):
-        tic = time.perf_counter()
-        jax.block_until_ready(updates(carry.params, carry.opt_state))
-        times.append(time.perf_counter() - tic)
-    median, spread = _median_spread(times)
+    median, spread = _median_spread(_seconds(updates, (carry.params, carry.opt_state)))
     return {"ms_per_step": 1e3 * median / steps, "spread": spread}
 
 
@@ -163,17 +157,12 @@ def one_online(index: int) -> dict:
         state = learner.init(cell, key=jax.random.key(0), batch_size=BATCH)
         return lax.scan(body, (state, params), (xs, ys))[0][1]
 
-    times = []
-    jax.block_until_ready(run(params, xs, ys))
-    for _ in range(5):
-        tic = time.perf_counter()
-        jax.block_until_ready(run(params, xs, ys))
-        times.append(time.perf_counter() - tic)
-    median, spread = _median_spread(times)
+    median, spread = _median_spread(_seconds(run, (params, xs, ys)))
     return {"ms_per_step": 1e3 * median / steps, "spread": spread, "layout": layout.name}
 
 
-def _rate(fn, args, flops: float, repeats: int = 7) -> float:
+def _seconds(fn, args, repeats: int = 5) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn(*args)``, after a first (compiling) one."""
     import jax
 
     jax.block_until_ready(fn(*args))
@@ -182,7 +171,11 @@ def _rate(fn, args, flops: float, repeats: int = 7) -> float:
         tic = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - tic)
-    return flops / statistics.median(times) / 1e9
+    return times
+
+
+def _rate(fn, args, flops: float, repeats: int = 7) -> float:
+    return flops / statistics.median(_seconds(fn, args, repeats)) / 1e9
 
 
 def one_matmul() -> dict:
