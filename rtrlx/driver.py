@@ -415,14 +415,27 @@ def _save(s: _Session, carry: Any) -> None:
     """Checkpoint and config, each written whole or not at all."""
     assert s.out is not None
     path = os.path.join(s.out, CHECKPOINT)
-    tmp = path + ".tmp"
     try:
-        eqx.tree_serialise_leaves(tmp, (np.asarray(s.step, np.int64), keys_to_data(carry)))
-        os.replace(tmp, path)
+        write_checkpoint(path, s.step, carry)
     except OSError as exc:
         raise RunError(_cannot_write(path, exc, s.last_checkpoint)) from None
     _write_atomic(os.path.join(s.out, CONFIG), _config_json(s.config))
     s.last_checkpoint = s.step
+
+
+def write_checkpoint(path: str, step: int, carry: Any) -> None:
+    """Write ``(step, carry)`` in the checkpoint format, whole or not at all.
+
+    Raises:
+        OSError: the file cannot be written (nothing is left at ``path``'s temporary name).
+    """
+    tmp = path + ".tmp"
+    try:
+        eqx.tree_serialise_leaves(tmp, (np.asarray(step, np.int64), keys_to_data(carry)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -438,6 +438,16 @@ def _restart(run: Run, cell: Any, state: Any) -> Any:
     return reset_where(jnp.asarray(True), state, fresh)
 
 
+def restart_learner_state(run: Run, carry: Carry) -> Any:
+    """``carry``'s learner state with every stream restarted (at ``carry``'s parameters).
+
+    What a stream's state becomes when it starts a new episode: the hidden state and the
+    traces afresh, the PRNG keys running on (:mod:`rtrlx.handover` carries a run to another
+    machine this way).
+    """
+    return _restart(run, run.modules(carry.params)[0], carry.learner_state)
+
+
 def state_megabytes(run: Run, carry: Carry) -> float:
     """Megabytes of learner state for the whole batch (constant in T for online learners)."""
     leaves = jax.tree.leaves(keys_to_data(carry.learner_state))

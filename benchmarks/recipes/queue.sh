@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The long recipe runs of issue 17, one after another, each resumable: run it again (or after
 # a crash, or in the next session) and every run goes on from its last checkpoint; a finished
-# run is skipped. Waits first for any `rtrlx lm` comparison to end (one job at a time on 2
-# cores). Logs to runs/recipes/queue.log.
+# run is skipped. A fresh checkout first takes the runs carried from the last session
+# (carry.py load: benchmarks/recipes/carried, committed by `carry.py save` before a session
+# ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
+# Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ptb] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ptb|copy-baselines|ptb-baselines] >/dev/null 2>&1 &
 #
-# copy (the default): 1M steps for UORO, TBPTT-25 and KF-RTRL (the issue's minimum), both
-# seeds; then OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the published 2M),
-# so that both seeds have run as far as the time given allows; then OK(4) to 1M.
-# ptb: TBPTT-25 seed 0 to the published 1M steps; then KF-RTRL and OK(8) seed 0 in stages
-# (50k, 200k, then 1M: OK(8) runs at about 6 steps/s on one core here); then TBPTT seed 1.
+# copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
+# published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
+# ptb: OK(8) and KF-RTRL seed 0 in stages (50k, 200k, then 1M: OK(8) runs at about 6 steps/s
+# on one core here).
+# copy-baselines: UORO, TBPTT-25 and KF-RTRL to 1M steps, seeds 0 and 1 (about 2 h in all;
+# their curves are in BENCHMARKS.md). ptb-baselines: TBPTT-25 seeds 0 and 1 to 1M (38 min each).
 #
 # RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
 # free (and quiet enough for timing) for other work.
@@ -18,6 +21,7 @@ set -u
 cd "$(dirname "$0")/../.."
 mkdir -p runs/recipes
 log=runs/recipes/queue.log
+.venv/bin/python benchmarks/recipes/carry.py load >>"$log" 2>&1
 pin=()
 if [ -n "${RTRLX_QUEUE_CPU:-}" ]; then
   pin=(taskset -c "$RTRLX_QUEUE_CPU")
@@ -42,21 +46,24 @@ sys.exit(json.load(open(sys.argv[1])).get("steps", 0) < int(sys.argv[2]))' "$out
 }
 case "${1:-copy}" in
   copy)
-    for learner in uoro tbptt:25 kf_rtrl; do
-      for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
-    done
     for target in 250000 500000 1000000 2000000; do
       for seed in 0 1; do run ok-copy ok:16 "$target" "$seed"; done
     done
     for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
     ;;
   ptb)
-    run ok-ptb tbptt:25 1000000 0
     for target in 50000 200000 1000000; do
-      run ok-ptb kf_rtrl "$target" 0
       run ok-ptb ok:8 "$target" 0
+      run ok-ptb kf_rtrl "$target" 0
     done
-    run ok-ptb tbptt:25 1000000 1
     ;;
-  *) echo "usage: queue.sh [copy|ptb]" >&2; exit 2 ;;
+  copy-baselines)
+    for learner in uoro tbptt:25 kf_rtrl; do
+      for seed in 0 1; do run ok-copy "$learner" 1000000 "$seed"; done
+    done
+    ;;
+  ptb-baselines)
+    for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
+    ;;
+  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,46 @@
+"""Carry the long recipe runs from one session to the next (rtrlx.handover).
+
+The runs of issue 17 take days here; a session lasts hours and keeps only what is committed.
+A checkpoint is mostly the learner's traces (34 MB for OK(16) on the copy curriculum), so
+each run is carried without them: ``save`` exports every run under ``runs/recipes`` to
+``benchmarks/recipes/carried`` (config, metrics, and the compressed checkpoint with each
+stream's learner state restarted); ``load`` sets up the run directories of a fresh checkout
+from it, and ``queue.sh`` resumes them. Each hand-over's step is in the run's
+``carried.json``.
+
+    .venv/bin/python benchmarks/recipes/carry.py save   # before a session ends; then commit
+    .venv/bin/python benchmarks/recipes/carry.py load   # queue.sh does this first
+"""
+
+import argparse
+import glob
+import os
+
+from rtrlx.handover import export_run, import_run
+
+RUNS = "runs/recipes"
+CARRIED = "benchmarks/recipes/carried"
+
+
+def main() -> None:
+    """Save or load every carried run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("save", "load"))
+    args = parser.parse_args()
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    if args.action == "save":
+        for run in sorted(glob.glob(f"{RUNS}/*/*-seed[0-9]/checkpoint.eqx")):
+            src = os.path.dirname(run)
+            dest = os.path.join(CARRIED, os.path.relpath(src, RUNS))
+            print(f"{src} -> {dest}: step {export_run(src, dest)}")
+    else:
+        for kept in sorted(glob.glob(f"{CARRIED}/*/*-seed[0-9]")):
+            out = os.path.join(RUNS, os.path.relpath(kept, CARRIED))
+            if os.path.exists(os.path.join(out, "checkpoint.eqx")):
+                print(f"{out}: has its own checkpoint, left as it is")
+                continue
+            print(f"{kept} -> {out}: step {import_run(kept, out)}")
+
+
+if __name__ == "__main__":
+    main()

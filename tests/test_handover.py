@@ -1,0 +1,86 @@
+"""A run handed to a fresh machine without its learner state (rtrlx.handover)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from rtrlx._tree import is_key, keys_to_data
+from rtrlx.driver import RunError, load_checkpoint
+from rtrlx.handover import PACKED, export_run, import_run
+from rtrlx.train import TrainConfig, build, read_metrics, train
+
+BASE = dict(
+    task="copy-curriculum",
+    cell="rhn",
+    learner="ok:2",
+    hidden=16,
+    batch=8,
+    chunk=20,
+    checkpoint_every=20,
+)
+
+
+def _leaves(tree):
+    return [np.asarray(a) for a in jax.tree.leaves(keys_to_data(tree))]
+
+
+def _same(a, b):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_handover_keeps_the_run_and_restarts_only_the_learner_state(tmp_path):
+    run_dir, kept, again = (str(tmp_path / n) for n in ("run", "kept", "again"))
+    train(TrainConfig(steps=60, **BASE), out=run_dir)
+    assert export_run(run_dir, kept) == 60
+    assert import_run(kept, again) == 60
+    with open(os.path.join(again, "result.json")) as fh:
+        assert json.load(fh)["steps"] == 60
+
+    run, template = build(TrainConfig(steps=60, **BASE))
+    _, before = load_checkpoint(run_dir, template)
+    _, after = load_checkpoint(again, template)
+    for field in ("params", "opt_state", "task_state", "level", "running", "accum", "key"):
+        _same(getattr(before, field), getattr(after, field))
+    # Every stream's hidden state and traces are the fresh ones; the PRNG keys run on.
+    fresh = run.learner.init(
+        run.modules(before.params)[0], key=jax.random.key(0), batch_size=BASE["batch"]
+    )
+    for old, new, init in zip(
+        jax.tree.leaves(before.learner_state),
+        jax.tree.leaves(after.learner_state),
+        jax.tree.leaves(fresh),
+        strict=True,
+    ):
+        if is_key(old):
+            _same(old, new)
+        else:
+            assert np.any(np.asarray(old) != np.asarray(init))  # the run had state to drop
+            np.testing.assert_array_equal(np.asarray(new), np.asarray(init))
+
+    # The traces dominate this checkpoint; without them the hand-over is a fraction of it.
+    packed = os.path.getsize(os.path.join(kept, PACKED))
+    assert packed < os.path.getsize(os.path.join(run_dir, "checkpoint.eqx")) / 3
+
+    # The run goes on from the hand-over, and a second hand-over lists both steps.
+    result = train(TrainConfig(steps=100, **BASE), out=again, resume=True)
+    assert result["steps"] == 100
+    assert [r["step"] for r in read_metrics(again)] == [20, 40, 60, 80, 100]
+    export_run(again, kept)
+    with open(os.path.join(kept, "carried.json")) as fh:
+        assert json.load(fh) == {"learner_state_restarted_at": [60, 100]}
+
+
+def test_handover_refuses_what_it_cannot_do(tmp_path):
+    run_dir, kept = str(tmp_path / "run"), str(tmp_path / "kept")
+    with pytest.raises(RunError, match="no checkpoint of a training run"):
+        export_run(str(tmp_path), kept)
+    with pytest.raises(RunError, match="not a hand-over"):
+        import_run(str(tmp_path), run_dir)
+    train(TrainConfig(steps=20, **BASE), out=run_dir)
+    export_run(run_dir, kept)
+    with pytest.raises(RunError, match="already holds a run"):
+        import_run(kept, run_dir)
