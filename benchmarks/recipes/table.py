@@ -7,7 +7,8 @@ The columns are the recipe's headline metric (``T_`` for ok-copy, validation BPC
 ok-ptb) at the published step counts. Each run directory is read from its
 ``metrics.jsonl`` (one record per chunk, the metric on the chunks that measured it), so a
 run still going is shown as far as it has got. The last columns are the steps reached, the
-wall-clock and the median steps per second over the run's chunks.
+wall-clock and the median steps per second over the run's chunks. A run carried from one
+session to the next (``carry.py``) names the steps at which its learner state was restarted.
 """
 
 import json
@@ -44,6 +45,11 @@ def row(run: str, metric: str, steps: tuple[int, ...], lr: float) -> str:
     name = f"{config['learner']} seed {config['seed']}"
     if abs(config["lr"] - lr) > 1e-12:
         name += f", lr {config['lr']:g}"
+    carried = os.path.join(run, "carried.json")  # hand-overs between sessions (carry.py)
+    if os.path.exists(carried):
+        with open(carried) as f:
+            at = json.load(f)["learner_state_restarted_at"]
+        name += ", carried at " + ", ".join(f"{s // 1000}k" for s in at)
     hours = last["wall_seconds"] / 3600
     tail = f" | {last['step']:,} | {hours:.2f} h | {rate:,.0f} |"
     return f"| {name} | " + " | ".join(cells) + tail
