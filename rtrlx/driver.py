@@ -426,6 +426,11 @@ def _save(s: _Session, carry: Any) -> None:
 def write_checkpoint(path: str, step: int, carry: Any) -> None:
     """Write ``(step, carry)`` in the checkpoint format, whole or not at all.
 
+    Args:
+        path: the file (written as ``path.tmp``, then moved into place).
+        step: the step the carry is at.
+        carry: the run's carry (typed PRNG keys allowed).
+
     Raises:
         OSError: the file cannot be written (nothing is left at ``path``'s temporary name).
     """
@@ -434,8 +439,8 @@ def write_checkpoint(path: str, step: int, carry: Any) -> None:
         eqx.tree_serialise_leaves(tmp, (np.asarray(step, np.int64), keys_to_data(carry)))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # only there when the write or the move failed
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -594,6 +599,6 @@ def locked(out: str) -> Iterator[None]:
 
 
 def read_records(out: str, metrics_file: str = "metrics.jsonl") -> list[dict]:
-    """The records of ``out/metrics_file``."""
+    """The records of ``out/metrics_file`` (a line torn by a kill, or being written, skipped)."""
     with open(os.path.join(out, metrics_file)) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        return [r for line in fh if line.strip() and (r := _parse(line)) is not None]

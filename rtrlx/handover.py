@@ -33,14 +33,20 @@ PACKED = CHECKPOINT + ".gz"
 CARRIED = "carried.json"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
+#: The files of a run directory that a hand-over carries (besides the checkpoint).
+CARRIED_FILES = (CONFIG, METRICS, RESULT, CARRIED)
 
 
 def export_run(out: str, dest: str) -> int:
     """Write the run checkpointed in ``out`` to ``dest``, its learner state restarted.
 
+    Each file is written whole and moved into place, the compressed checkpoint after the
+    metrics and before ``carried.json``, so an export cut short leaves the previous
+    hand-over's checkpoint readable.
+
     Args:
         out: a run directory of :func:`rtrlx.train.train` holding a checkpoint.
-        dest: the hand-over directory (created; files of an earlier hand-over replaced):
+        dest: the hand-over directory (created; an earlier hand-over there is replaced):
             ``config.json``, ``metrics.jsonl`` (the records up to the checkpoint),
             ``checkpoint.eqx.gz``, ``carried.json``, and ``result.json`` when the run's
             summary is of the checkpoint's step.
@@ -49,7 +55,8 @@ def export_run(out: str, dest: str) -> int:
         The checkpoint's step.
 
     Raises:
-        RunError: ``out`` holds no checkpoint of a training run, or ``dest`` is not writable.
+        RunError: ``out`` holds no checkpoint of a training run (or one that does not fit
+            its config), ``dest`` is ``out``, or ``dest`` is not writable.
 
     Examples:
         >>> import tempfile, os
@@ -64,74 +71,103 @@ def export_run(out: str, dest: str) -> int:
         >>> import_run(os.path.join(work, "kept"), os.path.join(work, "again"))
         100
     """
-    config_path = os.path.join(out, CONFIG)
-    if not os.path.exists(os.path.join(out, CHECKPOINT)) or not os.path.exists(config_path):
+    if not os.path.exists(os.path.join(out, CHECKPOINT)):
         raise RunError(f"{out} holds no checkpoint of a training run to export.")
-    with open(config_path) as fh:
-        saved = json.load(fh)
-    config = _config(saved, out)
+    if os.path.isdir(dest) and os.path.samefile(out, dest):
+        raise RunError(f"cannot export {out} into itself; give another directory.")
+    config = _config(out)
     run, template = build(config)
     step, carry = load_checkpoint(out, template)
     carry = carry._replace(learner_state=restart_learner_state(run, carry))
-    carried = [*_read_carried(out), step]
+    carried = _read_carried(out)
+    if not carried or carried[-1] != step:
+        carried.append(step)
+    staging = dest.rstrip(os.sep) + ".export"
     try:
-        os.makedirs(dest, exist_ok=True)
-        tmp = os.path.join(dest, CHECKPOINT)
-        write_checkpoint(tmp, step, carry)
-        with open(tmp, "rb") as src, gzip.open(os.path.join(dest, PACKED), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.remove(tmp)
-        records = read_records(out) if os.path.exists(os.path.join(out, METRICS)) else []
-        _write_lines(os.path.join(dest, METRICS), [r for r in records if r["step"] <= step])
-        shutil.copyfile(config_path, os.path.join(dest, CONFIG))
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        raw = os.path.join(staging, CHECKPOINT)
+        write_checkpoint(raw, step, carry)
+        # mtime 0: the same run exported twice is the same file (no new blob to commit).
+        with open(raw, "rb") as src, open(os.path.join(staging, PACKED), "wb") as fh:
+            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+        os.remove(raw)
+        metrics = os.path.join(out, METRICS)
+        records = read_records(out) if os.path.exists(metrics) else []
+        _write_lines(os.path.join(staging, METRICS), [r for r in records if r["step"] <= step])
+        shutil.copyfile(os.path.join(out, CONFIG), os.path.join(staging, CONFIG))
         if _result_step(out) == step:  # the run's summary, when it is the checkpoint's
-            shutil.copyfile(os.path.join(out, RESULT), os.path.join(dest, RESULT))
-        elif os.path.exists(os.path.join(dest, RESULT)):
-            os.remove(os.path.join(dest, RESULT))
-        with open(os.path.join(dest, CARRIED), "w") as fh:
+            shutil.copyfile(os.path.join(out, RESULT), os.path.join(staging, RESULT))
+        with open(os.path.join(staging, CARRIED), "w") as fh:
             json.dump({"learner_state_restarted_at": carried}, fh)
+        os.makedirs(dest, exist_ok=True)
+        for name in (METRICS, CONFIG, RESULT, PACKED, CARRIED):
+            if os.path.exists(os.path.join(staging, name)):
+                os.replace(os.path.join(staging, name), os.path.join(dest, name))
+            elif os.path.exists(os.path.join(dest, name)):  # an earlier hand-over's
+                os.remove(os.path.join(dest, name))
     except OSError as exc:
         raise RunError(f"cannot write the hand-over to {dest} ({exc}).") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return step
 
 
 def import_run(src: str, out: str) -> int:
     """Set up ``out`` so that ``train(config, out=out, resume=True)`` goes on from ``src``.
 
+    The checkpoint is checked against the run's config before anything is written to
+    ``out``, and moved into place last: an import that fails leaves ``out`` holding no run.
+
     Args:
         src: a directory written by :func:`export_run`.
-        out: the run directory to create; it must not hold a run already.
+        out: the run directory to create (or an empty one).
 
     Returns:
         The step the run goes on from.
 
     Raises:
-        RunError: ``src`` is not a hand-over, or ``out`` already holds a run.
+        RunError: ``src`` is not a hand-over (or its checkpoint does not fit its config),
+            ``out`` already holds a run's files, or ``out`` is not writable.
+
+    Examples:
+        See :func:`export_run`.
     """
-    if not os.path.exists(os.path.join(src, PACKED)):
-        raise RunError(f"{src} is not a hand-over of rtrlx.handover.export_run (no {PACKED}).")
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
+    if not all(os.path.exists(os.path.join(src, n)) for n in (PACKED, CONFIG)):
         raise RunError(
-            f"{out} already holds a run; resume it with --resume, or import into another --out."
+            f"{src} is not a hand-over of rtrlx.handover.export_run (no {PACKED} and {CONFIG})."
         )
-    os.makedirs(out, exist_ok=True)
-    with (
-        gzip.open(os.path.join(src, PACKED), "rb") as fh,
-        open(os.path.join(out, CHECKPOINT), "wb") as dst,
-    ):
-        shutil.copyfileobj(fh, dst)
-    for name in (CONFIG, METRICS, CARRIED, RESULT):
-        if os.path.exists(os.path.join(src, name)):
-            shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
-    with open(os.path.join(out, CONFIG)) as fh:
-        _, template = build(_config(json.load(fh), src))
-    return load_checkpoint(out, template)[0]  # checks the file fits the config
-
-
-def _config(saved: dict[str, Any], where: str) -> TrainConfig:
+    held = [n for n in (CHECKPOINT, *CARRIED_FILES) if os.path.exists(os.path.join(out, n))]
+    if held:
+        raise RunError(
+            f"{out} already holds a run ({', '.join(held)}); resume it with --resume, or "
+            "import into another --out."
+        )
+    _, template = build(_config(src))
+    staging = os.path.join(out, ".import")
     try:
-        return TrainConfig(**saved)
-    except TypeError as exc:
+        os.makedirs(staging, exist_ok=True)
+        with gzip.open(os.path.join(src, PACKED), "rb") as fh:
+            with open(os.path.join(staging, CHECKPOINT), "wb") as dst:
+                shutil.copyfileobj(fh, dst)
+        step = load_checkpoint(staging, template)[0]  # it fits the config, or RunError
+        for name in CARRIED_FILES:
+            if os.path.exists(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+        os.replace(os.path.join(staging, CHECKPOINT), os.path.join(out, CHECKPOINT))
+    except OSError as exc:
+        raise RunError(f"cannot import {src} into {out} ({exc}).") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return step
+
+
+def _config(where: str) -> TrainConfig:
+    try:
+        with open(os.path.join(where, CONFIG)) as fh:
+            return TrainConfig(**json.load(fh))
+    except (OSError, ValueError, TypeError) as exc:
         raise RunError(f"{where}/{CONFIG} is not a training run's config ({exc}).") from None
 
 
@@ -151,6 +187,6 @@ def _read_carried(out: str) -> list[int]:
         return list(json.load(fh)["learner_state_restarted_at"])
 
 
-def _write_lines(path: str, records: list[dict]) -> None:
+def _write_lines(path: str, records: list[dict[str, Any]]) -> None:
     with open(path, "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in records)

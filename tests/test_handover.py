@@ -65,22 +65,63 @@ def test_handover_keeps_the_run_and_restarts_only_the_learner_state(tmp_path):
     packed = os.path.getsize(os.path.join(kept, PACKED))
     assert packed < os.path.getsize(os.path.join(run_dir, "checkpoint.eqx")) / 3
 
-    # The run goes on from the hand-over, and a second hand-over lists both steps.
+    # The run goes on from the hand-over, its wall-clock too; a second hand-over lists both
+    # steps, and exporting a run that has not moved since adds none.
+    walls = [r["wall_seconds"] for r in read_metrics(run_dir)]
     result = train(TrainConfig(steps=100, **BASE), out=again, resume=True)
     assert result["steps"] == 100
-    assert [r["step"] for r in read_metrics(again)] == [20, 40, 60, 80, 100]
-    export_run(again, kept)
-    with open(os.path.join(kept, "carried.json")) as fh:
-        assert json.load(fh) == {"learner_state_restarted_at": [60, 100]}
+    records = read_metrics(again)
+    assert [r["step"] for r in records] == [20, 40, 60, 80, 100]
+    assert [r["wall_seconds"] for r in records[:3]] == walls
+    assert records[3]["wall_seconds"] > walls[-1]
+    for _ in range(2):
+        export_run(again, kept)
+        with open(os.path.join(kept, "carried.json")) as fh:
+            assert json.load(fh) == {"learner_state_restarted_at": [60, 100]}
+
+
+def test_handover_keeps_only_what_belongs_to_the_checkpoint(tmp_path):
+    run_dir, kept, again = (str(tmp_path / n) for n in ("run", "kept", "again"))
+    train(TrainConfig(steps=40, **BASE), out=run_dir)
+    export_run(run_dir, kept)
+    assert os.path.exists(os.path.join(kept, "result.json"))
+    # Records written after the checkpoint (a kill before the next one), a torn last line,
+    # and a summary of another step are not carried; the earlier hand-over's summary goes.
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as fh:
+        fh.write(json.dumps({"step": 60, "loss": 1.0}) + "\n" + '{"step": 8')
+    with open(os.path.join(run_dir, "result.json"), "w") as fh:
+        json.dump({"steps": 60}, fh)
+    assert export_run(run_dir, kept) == 40
+    assert [r["step"] for r in read_metrics(kept)] == [20, 40]
+    assert not os.path.exists(os.path.join(kept, "result.json"))
+    assert sorted(os.listdir(tmp_path)) == ["kept", "run"]  # no staging left behind
+    assert import_run(kept, again) == 40
+    assert sorted(os.listdir(again)) == [
+        "carried.json",
+        "checkpoint.eqx",
+        "config.json",
+        "metrics.jsonl",
+    ]
 
 
 def test_handover_refuses_what_it_cannot_do(tmp_path):
-    run_dir, kept = str(tmp_path / "run"), str(tmp_path / "kept")
+    run_dir, kept, other = (str(tmp_path / n) for n in ("run", "kept", "other"))
     with pytest.raises(RunError, match="no checkpoint of a training run"):
         export_run(str(tmp_path), kept)
     with pytest.raises(RunError, match="not a hand-over"):
         import_run(str(tmp_path), run_dir)
     train(TrainConfig(steps=20, **BASE), out=run_dir)
+    with pytest.raises(RunError, match="into itself"):
+        export_run(run_dir, run_dir)
+    assert os.path.exists(os.path.join(run_dir, "checkpoint.eqx"))
     export_run(run_dir, kept)
     with pytest.raises(RunError, match="already holds a run"):
         import_run(kept, run_dir)
+    # A hand-over whose checkpoint does not fit its config leaves no run behind.
+    with open(os.path.join(kept, "config.json")) as fh:
+        config = json.load(fh)
+    with open(os.path.join(kept, "config.json"), "w") as fh:
+        json.dump({**config, "hidden": 8}, fh)
+    with pytest.raises(RunError, match="cannot read the checkpoint"):
+        import_run(kept, other)
+    assert os.listdir(other) == []

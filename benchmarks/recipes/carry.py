@@ -15,7 +15,9 @@ from it, and ``queue.sh`` resumes them. Each hand-over's step is in the run's
 import argparse
 import glob
 import os
+import sys
 
+from rtrlx.driver import RunError
 from rtrlx.handover import export_run, import_run
 
 RUNS = "runs/recipes"
@@ -23,23 +25,35 @@ CARRIED = "benchmarks/recipes/carried"
 
 
 def main() -> None:
-    """Save or load every carried run."""
+    """Save or load every carried run; a run that fails is named, and the others go on."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=("save", "load"))
     args = parser.parse_args()
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    failed = []
     if args.action == "save":
-        for run in sorted(glob.glob(f"{RUNS}/*/*-seed[0-9]/checkpoint.eqx")):
-            src = os.path.dirname(run)
-            dest = os.path.join(CARRIED, os.path.relpath(src, RUNS))
-            print(f"{src} -> {dest}: step {export_run(src, dest)}")
+        pairs = [
+            (os.path.dirname(c), os.path.join(CARRIED, os.path.relpath(os.path.dirname(c), RUNS)))
+            for c in sorted(glob.glob(f"{RUNS}/*/*-seed[0-9]/checkpoint.eqx"))
+        ]
+        move = export_run
     else:
+        pairs = []
         for kept in sorted(glob.glob(f"{CARRIED}/*/*-seed[0-9]")):
             out = os.path.join(RUNS, os.path.relpath(kept, CARRIED))
             if os.path.exists(os.path.join(out, "checkpoint.eqx")):
                 print(f"{out}: has its own checkpoint, left as it is")
-                continue
-            print(f"{kept} -> {out}: step {import_run(kept, out)}")
+            else:
+                pairs.append((kept, out))
+        move = import_run
+    for src, dest in pairs:
+        try:
+            print(f"{src} -> {dest}: step {move(src, dest)}")
+        except (RunError, ValueError) as exc:
+            print(f"{src} -> {dest}: FAILED: {exc}")
+            failed.append(src)
+    if failed:
+        sys.exit(f"{len(failed)} run(s) not carried: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

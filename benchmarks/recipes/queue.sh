@@ -31,9 +31,22 @@ while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
 run() {  # recipe learner steps seed
   local out="runs/recipes/$1/${2//:/-}-seed$4"
   local more=()
-  # Done once the run has reached the target (a later stage may have taken it further).
-  if [ -f "$out/result.json" ] && .venv/bin/python -c 'import json, sys
-sys.exit(json.load(open(sys.argv[1])).get("steps", 0) < int(sys.argv[2]))' "$out/result.json" "$3"
+  # A run carried from the last session that carry.py could not load is not started afresh:
+  # the next `carry.py save` would replace the carried run with the new one.
+  if [ -d "benchmarks/recipes/carried/$1/${out##*/}" ] && [ ! -f "$out/checkpoint.eqx" ]; then
+    echo "$(date -u +%FT%TZ) $out: carried but not loaded (see above); skipped" >>"$log"; return
+  fi
+  # Done once the run has reached the target (a later stage may have taken it further): its
+  # summary's steps, or its checkpoint's (the first entry of the file).
+  if .venv/bin/python -c 'import json, os, sys
+import numpy as np
+out, target = sys.argv[1], int(sys.argv[2])
+steps = [0]
+if os.path.exists(f"{out}/result.json"):
+    steps.append(json.load(open(f"{out}/result.json")).get("steps", 0))
+if os.path.exists(f"{out}/checkpoint.eqx"):
+    steps.append(int(np.load(open(f"{out}/checkpoint.eqx", "rb"))))
+sys.exit(max(steps) < target)' "$out" "$3"
   then
     echo "$(date -u +%FT%TZ) $out: done" >>"$log"; return
   fi
