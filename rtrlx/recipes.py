@@ -248,8 +248,9 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     """Runs of a recipe beside the published curves, against steps, as a PNG.
 
     The published runs are drawn as their range (shaded) and mean (dashed); each rtrlx run
-    as a line labelled by its learner and seed, from its ``metrics.jsonl`` (a run still
-    going is drawn as far as it has got).
+    as a line labelled by its learner and seed (and its learning rate and batch where they
+    are not the recipe's), from its ``metrics.jsonl`` (a run still going is drawn as far as
+    it has got).
 
     Args:
         found: the recipe.
@@ -282,9 +283,7 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     for run in runs:
         config = _run_config(run, found)
         records = [r for r in read_records(run) if r.get(metric) is not None]
-        name = config["learner"]
-        if abs(config["lr"] - found.config.lr) > 1e-12:  # a learning-rate check, say so
-            name += f", lr {config['lr']:g}"
+        name = config["learner"] + _departures(config, found)
         colour = colours.setdefault(name, f"C{len(colours) % 10}")
         label = f"{name}, seed {config['seed']}"
         dash = ("-", ":", "-.", "--")[int(config["seed"]) % 4]
@@ -299,6 +298,16 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return drawn
+
+
+def _departures(config: dict, found: Recipe) -> str:
+    """``", lr 0.001, batch 256"``: the run's learning rate and batch where not the recipe's."""
+    out = ""
+    if abs(config["lr"] - found.config.lr) > 1e-12:
+        out += f", lr {config['lr']:g}"
+    if config["batch"] != found.config.batch:
+        out += f", batch {config['batch']}"
+    return out
 
 
 def _run_config(run: str, found: Recipe) -> dict:

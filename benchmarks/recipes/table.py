@@ -32,8 +32,8 @@ def cell(value: float | None, metric: str) -> str:
     return f"{value:g}" if metric == "T_" else f"{value:.3f}"
 
 
-def row(run: str, metric: str, steps: tuple[int, ...], lr: float) -> str:
-    """One run's markdown row, labelled with its learning rate where it is not ``lr``."""
+def row(run: str, metric: str, steps: tuple[int, ...], lr: float, batch: int) -> str:
+    """One run's markdown row, labelled with its learning rate and batch where not the recipe's."""
     with open(os.path.join(run, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(run, "config.json")) as f:
@@ -45,6 +45,8 @@ def row(run: str, metric: str, steps: tuple[int, ...], lr: float) -> str:
     name = f"{config['learner']} seed {config['seed']}"
     if abs(config["lr"] - lr) > 1e-12:
         name += f", lr {config['lr']:g}"
+    if config["batch"] != batch:
+        name += f", batch {config['batch']}"
     carried = os.path.join(run, "carried.json")  # hand-overs between sessions (carry.py)
     if os.path.exists(carried):
         with open(carried) as f:
@@ -73,7 +75,7 @@ def main() -> None:
         metrics = os.path.join(run, "metrics.jsonl")
         if not os.path.isfile(metrics) or os.path.getsize(metrics) == 0:  # not a run, or new
             continue
-        print(row(run, metric, steps, found.config.lr))
+        print(row(run, metric, steps, found.config.lr, found.config.batch))
 
 
 if __name__ == "__main__":
