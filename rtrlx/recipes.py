@@ -283,7 +283,7 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     for run in runs:
         config = _run_config(run, found)
         records = [r for r in read_records(run) if r.get(metric) is not None]
-        name = config["learner"] + _departures(config, found)
+        name = config["learner"] + departures(config, found)
         colour = colours.setdefault(name, f"C{len(colours) % 10}")
         label = f"{name}, seed {config['seed']}"
         dash = ("-", ":", "-.", "--")[int(config["seed"]) % 4]
@@ -300,9 +300,26 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     return drawn
 
 
-def _departures(config: dict, found: Recipe) -> str:
-    """``", lr 0.001, batch 256"``: the run's learning rate and batch where not the recipe's."""
+def departures(config: dict, found: Recipe) -> str:
+    """How a run departs from its recipe, as a label's tail: its size, rate and batch.
+
+    Args:
+        config: the run's saved ``config.json``.
+        found: its recipe.
+
+    Returns:
+        e.g. ``", n 128, lr 0.001, batch 256"``; empty for a run at the recipe's settings.
+
+    Examples:
+        >>> from rtrlx.recipes import recipe
+        >>> found = recipe("ok-ptb")
+        >>> config = {"hidden": 128, "lr": found.config.lr, "batch": found.config.batch}
+        >>> departures(config, found)
+        ', n 128'
+    """
     out = ""
+    if config["hidden"] != found.config.hidden:
+        out += f", n {config['hidden']}"
     if abs(config["lr"] - found.config.lr) > 1e-12:
         out += f", lr {config['lr']:g}"
     if config["batch"] != found.config.batch:

@@ -237,8 +237,8 @@ def test_recipes_plot_draws_runs_beside_the_published_curves(tmp_path, capsys):
     train(dataclasses.replace(config, recipe="", steps=10), out=str(other))
     assert main([*argv[:-1], str(other)]) == 2
     assert "is not a run of recipe ok-copy (its recipe: none)" in capsys.readouterr().err
-    # A run away from the recipe's learning rate or batch says so in its label.
+    # A run away from the recipe's size, learning rate or batch says so in its label.
     moved = tmp_path / "moved"
     train(dataclasses.replace(config, steps=10, lr=1e-3, batch=2), out=str(moved))
     labels = plot_runs(recipe("ok-copy"), [str(run), str(moved)], str(png))
-    assert labels == ["ok:16, seed 0", "ok:16, lr 0.001, batch 2, seed 0"]
+    assert labels == ["ok:16, n 4, seed 0", "ok:16, n 4, lr 0.001, batch 2, seed 0"]

@@ -14,6 +14,8 @@
 # on one core here).
 # copy-baselines: UORO, TBPTT-25 and KF-RTRL to 1M steps, seeds 0 and 1 (about 2 h in all;
 # their curves are in BENCHMARKS.md). ptb-baselines: TBPTT-25 seeds 0 and 1 to 1M (38 min each).
+# ptb-128: the PTB recipe at 128 units instead of 256 (runs/recipes/ok-ptb-128), where OK(8)
+# costs about an eighth: TBPTT-25 to 1M, then OK(8) and KF-RTRL to 200k and then 1M.
 #
 # RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
 # free (and quiet enough for timing) for other work.
@@ -28,9 +30,9 @@ if [ -n "${RTRLX_QUEUE_CPU:-}" ]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
 fi
 while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
-run() {  # recipe learner steps seed
-  local out="runs/recipes/$1/${2//:/-}-seed$4"
-  local more=()
+run() {  # recipe learner steps seed [directory [more flags...]]
+  local out="runs/recipes/${5:-$1}/${2//:/-}-seed$4"
+  local more=("${@:6}")
   # A run carried from the last session that carry.py could not load is not started afresh:
   # the next `carry.py save` would replace the carried run with the new one.
   if [ -d "benchmarks/recipes/carried/$1/${out##*/}" ] && [ ! -f "$out/checkpoint.eqx" ]; then
@@ -51,7 +53,7 @@ sys.exit(max(steps) < target)' "$out" "$3"
     echo "$(date -u +%FT%TZ) $out: done" >>"$log"; return
   fi
   mkdir -p "$(dirname "$out")"
-  [ -f "$out/checkpoint.eqx" ] && more=(--resume)
+  [ -f "$out/checkpoint.eqx" ] && more+=(--resume)
   echo "$(date -u +%FT%TZ) $out: start (${more[*]:-fresh})" >>"$log"
   "${pin[@]}" .venv/bin/rtrlx train --recipe "$1" --learner "$2" --steps "$3" --seed "$4" \
       --out "$out" "${more[@]}" >"$out.json" 2>>"$log.err"
@@ -78,5 +80,12 @@ case "${1:-copy}" in
   ptb-baselines)
     for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
     ;;
-  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines]" >&2; exit 2 ;;
+  ptb-128)
+    run ok-ptb tbptt:25 1000000 0 ok-ptb-128 --hidden 128
+    for target in 200000 1000000; do
+      run ok-ptb ok:8 "$target" 0 ok-ptb-128 --hidden 128
+      run ok-ptb kf_rtrl "$target" 0 ok-ptb-128 --hidden 128
+    done
+    ;;
+  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128]" >&2; exit 2 ;;
 esac

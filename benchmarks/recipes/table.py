@@ -16,7 +16,7 @@ import os
 import statistics
 import sys
 
-from rtrlx.recipes import recipe
+from rtrlx.recipes import Recipe, departures, recipe
 from rtrlx.tasks import make
 
 STEPS = {
@@ -32,8 +32,8 @@ def cell(value: float | None, metric: str) -> str:
     return f"{value:g}" if metric == "T_" else f"{value:.3f}"
 
 
-def row(run: str, metric: str, steps: tuple[int, ...], lr: float, batch: int) -> str:
-    """One run's markdown row, labelled with its learning rate and batch where not the recipe's."""
+def row(run: str, metric: str, steps: tuple[int, ...], found: Recipe) -> str:
+    """One run's markdown row, labelled with its size, rate and batch where not the recipe's."""
     with open(os.path.join(run, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(run, "config.json")) as f:
@@ -42,11 +42,7 @@ def row(run: str, metric: str, steps: tuple[int, ...], lr: float, batch: int) ->
     cells = [cell(by_step.get(s), metric) for s in steps]
     rate = statistics.median(r["steps_per_second"] for r in records)
     last = records[-1]
-    name = f"{config['learner']} seed {config['seed']}"
-    if abs(config["lr"] - lr) > 1e-12:
-        name += f", lr {config['lr']:g}"
-    if config["batch"] != batch:
-        name += f", batch {config['batch']}"
+    name = f"{config['learner']} seed {config['seed']}" + departures(config, found)
     carried = os.path.join(run, "carried.json")  # hand-overs between sessions (carry.py)
     if os.path.exists(carried):
         with open(carried) as f:
@@ -75,7 +71,7 @@ def main() -> None:
         metrics = os.path.join(run, "metrics.jsonl")
         if not os.path.isfile(metrics) or os.path.getsize(metrics) == 0:  # not a run, or new
             continue
-        print(row(run, metric, steps, found.config.lr, found.config.batch))
+        print(row(run, metric, steps, found))
 
 
 if __name__ == "__main__":
