@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import sys
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -1250,8 +1251,24 @@ def _noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``rtrlx`` console script: :func:`main`, then the process's exit.
+
+    A run stopped by Ctrl-C or ``kill`` while a chunk was computing has saved its checkpoint
+    and result, but the chunk runs on in XLA's threads and a normal exit would wait for it
+    (a PTB chunk of OK(8) takes minutes): then the process leaves at once, its output flushed.
+    """
+    code = main()
+    driver = sys.modules.get("rtrlx.driver")  # not imported: nothing ran, nothing abandoned
+    if driver is not None and driver.abandoned_work():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rtrlx`` command."""
+    """Entry point of the ``rtrlx`` command (returns its exit code; see :func:`entry`)."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -1296,4 +1313,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,7 +12,9 @@ the ones to come) describes its run as a :class:`Job` and hands it to :func:`dri
 The driver runs the chunks in a Python loop (nothing loops over time in Python: a chunk is
 one ``lax.scan``), stops with :class:`TrainingError` naming the step range where the state
 went non-finite, checkpoints atomically, saves on Ctrl-C (also while the first chunk
-compiles) and returns ``interrupted=True``, and owns the run directory:
+compiles) and returns ``interrupted=True`` (a chunk stopped that way is still computing:
+:func:`abandoned_work` says so, and the command line then exits without waiting for it),
+and owns the run directory:
 
 - ``out/.lock``: one run at a time per directory (``fcntl.flock``, non-blocking).
 - ``out/checkpoint.eqx``: the step and the carry; ``out/config.json``: the run's config,
@@ -284,6 +286,22 @@ def _open(
     return session
 
 
+_ABANDONED = threading.Event()  # set when Ctrl-C or SIGTERM stopped a chunk mid-computation
+
+
+def abandoned_work() -> bool:
+    """Whether a Ctrl-C or SIGTERM stopped a run while a chunk was still computing.
+
+    Such a chunk cannot be cancelled: it runs on in XLA's threads, and the interpreter's exit
+    waits for it (many minutes for a long chunk), though its run is saved. The ``rtrlx``
+    command therefore exits at once when this is true.
+
+    Returns:
+        True once any run in this process was stopped mid-chunk.
+    """
+    return _ABANDONED.is_set()
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (``kill PID``) ends the run as Ctrl-C does: a checkpoint, then the result.
@@ -311,15 +329,17 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
     """The chunks, with the finiteness check, checkpoints and Ctrl-C."""
     job, carry, start = s.job, s.job.carry, s.step
     seen: set[int] = set()
-    interrupted, stopped = False, None
+    interrupted, stopped, computing = False, None, False
     tic_run = time.perf_counter()
     with _terminate_as_interrupt():
         try:
             while s.step < s.steps:
                 n = min(job.chunk_steps, s.steps - s.step)
                 tic = time.perf_counter()
+                computing = True
                 new, output = job.chunk(carry, n)
                 jax.block_until_ready((new, output))
+                computing = False
                 info = ChunkInfo(s.step, s.step + n, time.perf_counter() - tic, n not in seen)
                 seen.add(n)
                 bad = (job.finite or _all_finite)(new, output)
@@ -346,6 +366,8 @@ def _loop(s: _Session, on_chunk: Callable[[dict], None] | None) -> dict:
                     _save(s, carry)
         except KeyboardInterrupt:
             interrupted = True
+            if computing:
+                _ABANDONED.set()
     if s.out:
         _save(s, carry)
     seconds = time.perf_counter() - tic_run

@@ -4,13 +4,17 @@ import functools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rtrlx import driver
 from rtrlx.driver import Job, RunError, TrainingError, drive, load_checkpoint, locked
 from rtrlx.train import TrainConfig, read_metrics, train
 
@@ -24,6 +28,13 @@ def _add(carry, n):
         return {"x": c["x"] + jax.random.uniform(sub, (2,)), "key": key}, None
 
     return jax.lax.scan(step, carry, None, length=n)[0]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_abandoned():
+    """The abandoned-chunk flag is the process's: a test that sets it leaves it clear."""
+    yield
+    driver._ABANDONED.clear()
 
 
 def toy_job(chunk=None, blow_up_after=None):
@@ -156,9 +167,11 @@ def test_ctrl_c_while_the_first_chunk_compiles_saves_and_returns(tmp_path):
     def interrupted(carry, n):
         raise KeyboardInterrupt
 
+    driver._ABANDONED.clear()
     result = drive(
         CONFIG, lambda: toy_job(chunk=interrupted), steps=20, out=str(tmp_path), resume=False
     )
+    assert driver.abandoned_work()  # stopped inside a chunk: the CLI will not wait for it
     assert result["interrupted"] and result["steps"] == 0
     assert load_checkpoint(str(tmp_path), toy_job().carry)[0] == 0
     assert drive(CONFIG, toy_job, steps=20, out=str(tmp_path), resume=True)["steps"] == 20
@@ -264,3 +277,30 @@ def test_a_checkpoint_of_another_format_is_refused_with_the_fix(tmp_path):
         drive(CONFIG, toy_job, steps=20, out=str(tmp_path), resume=True)
     with pytest.raises(RunError, match="cannot read the checkpoint"):
         load_checkpoint(str(tmp_path), {"x": jnp.zeros(5), "y": jnp.zeros(())})
+
+
+@pytest.mark.slow  # 20 s
+def test_the_command_exits_at_once_when_killed_mid_chunk(tmp_path):
+    """A killed run saves and leaves; it does not wait minutes for the chunk it stopped.
+
+    The one chunk here (exact RTRL on GRU 8, 40M steps) takes minutes. XLA cannot cancel it,
+    and a plain interpreter exit waits for it: ``sys.exit(main())`` with this configuration
+    outlived its saved result by more than 45 s (measured when ``rtrlx.cli.entry`` was added).
+    """
+    out = tmp_path / "run"
+    argv = ["train", "--learner", "rtrl", "--cell", "gru", "--hidden", "8"]
+    argv += ["--steps", "40000000", "--chunk", "40000000", "--out", str(out)]
+    code = "import sys; from rtrlx.cli import entry; sys.argv[1:] = " + repr(argv) + "; entry()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(20)  # compiled (a few seconds) and well into the chunk
+    proc.send_signal(signal.SIGTERM)
+    tic = time.perf_counter()
+    stdout, stderr = proc.communicate(timeout=600)
+    assert time.perf_counter() - tic < 20, "the process waited for the abandoned chunk"
+    assert proc.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert result["interrupted"] and result["steps"] == 0
+    assert json.loads((out / "result.json").read_text())["interrupted"]
+    assert (out / "checkpoint.eqx").exists()
