@@ -35,7 +35,7 @@ run() {  # recipe learner steps seed [directory [more flags...]]
   local more=("${@:6}")
   # A run carried from the last session that carry.py could not load is not started afresh:
   # the next `carry.py save` would replace the carried run with the new one.
-  if [ -d "benchmarks/recipes/carried/$1/${out##*/}" ] && [ ! -f "$out/checkpoint.eqx" ]; then
+  if [ -d "benchmarks/recipes/carried/${5:-$1}/${out##*/}" ] && [ ! -f "$out/checkpoint.eqx" ]; then
     echo "$(date -u +%FT%TZ) $out: carried but not loaded (see above); skipped" >>"$log"; return
   fi
   # Done once the run has reached the target (a later stage may have taken it further): its
