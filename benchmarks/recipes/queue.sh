@@ -6,7 +6,7 @@
 # ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
 # Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ptb|copy-baselines|ptb-baselines] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256] >/dev/null 2>&1 &
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
@@ -16,6 +16,8 @@
 # their curves are in BENCHMARKS.md). ptb-baselines: TBPTT-25 seeds 0 and 1 to 1M (38 min each).
 # ptb-128: the PTB recipe at 128 units instead of 256 (runs/recipes/ok-ptb-128), where OK(8)
 # costs about an eighth: TBPTT-25 to 1M, then OK(8) and KF-RTRL to 200k and then 1M.
+# batch-256: the copy recipe at batch 256 (runs/recipes/ok-copy-batch/*-b256-*), the batch
+# of the official repository's KTP copy runs: UORO and KF-RTRL seed 0 to 200k, 500k, 1M.
 #
 # RTRLX_QUEUE_CPU=1 pins the runs to that core, one XLA thread, so that the other core stays
 # free (and quiet enough for timing) for other work.
@@ -30,9 +32,9 @@ if [ -n "${RTRLX_QUEUE_CPU:-}" ]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
 fi
 while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
-run() {  # recipe learner steps seed [directory [more flags...]]
-  local out="runs/recipes/${5:-$1}/${2//:/-}-seed$4"
-  local more=("${@:6}")
+run() {  # recipe learner steps seed [directory [name tag [more flags...]]]
+  local out="runs/recipes/${5:-$1}/${2//:/-}${6:-}-seed$4"
+  local more=("${@:7}")
   # A run carried from the last session that carry.py could not load is not started afresh:
   # the next `carry.py save` would replace the carried run with the new one.
   if [ -d "benchmarks/recipes/carried/${5:-$1}/${out##*/}" ] && [ ! -f "$out/checkpoint.eqx" ]; then
@@ -81,11 +83,18 @@ case "${1:-copy}" in
     for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
     ;;
   ptb-128)
-    run ok-ptb tbptt:25 1000000 0 ok-ptb-128 --hidden 128
+    run ok-ptb tbptt:25 1000000 0 ok-ptb-128 "" --hidden 128
     for target in 200000 1000000; do
-      run ok-ptb ok:8 "$target" 0 ok-ptb-128 --hidden 128
-      run ok-ptb kf_rtrl "$target" 0 ok-ptb-128 --hidden 128
+      run ok-ptb ok:8 "$target" 0 ok-ptb-128 "" --hidden 128
+      run ok-ptb kf_rtrl "$target" 0 ok-ptb-128 "" --hidden 128
     done
     ;;
-  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128]" >&2; exit 2 ;;
+  batch-256)
+    for target in 200000 500000 1000000; do
+      for learner in uoro kf_rtrl; do
+        run ok-copy "$learner" "$target" 0 ok-copy-batch -b256 --batch 256 --checkpoint-every 10000
+      done
+    done
+    ;;
+  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256]" >&2; exit 2 ;;
 esac
