@@ -15,7 +15,8 @@
 # copy-baselines: UORO, TBPTT-25 and KF-RTRL to 1M steps, seeds 0 and 1 (about 2 h in all;
 # their curves are in BENCHMARKS.md). ptb-baselines: TBPTT-25 seeds 0 and 1 to 1M (38 min each).
 # ptb-128: the PTB recipe at 128 units instead of 256 (runs/recipes/ok-ptb-128), where OK(8)
-# costs about an eighth: TBPTT-25 to 1M, then OK(8) and KF-RTRL to 200k and then 1M.
+# costs about an eighth: TBPTT-25 seeds 0 and 1 to 1M, KF-RTRL to 1M (about 2 h on one core), then OK(8)
+# to 200k, 500k and 1M (about 11 h in all).
 # batch-256: the copy recipe at batch 256 (runs/recipes/ok-copy-batch/*-b256-*), the batch
 # of the official repository's KTP copy runs: UORO and KF-RTRL seed 0 to 200k, 500k, 1M.
 #
@@ -83,10 +84,10 @@ case "${1:-copy}" in
     for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
     ;;
   ptb-128)
-    run ok-ptb tbptt:25 1000000 0 ok-ptb-128 "" --hidden 128
-    for target in 200000 1000000; do
+    for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed" ok-ptb-128 "" --hidden 128; done
+    run ok-ptb kf_rtrl 1000000 0 ok-ptb-128 "" --hidden 128
+    for target in 200000 500000 1000000; do
       run ok-ptb ok:8 "$target" 0 ok-ptb-128 "" --hidden 128
-      run ok-ptb kf_rtrl "$target" 0 ok-ptb-128 "" --hidden 128
     done
     ;;
   batch-256)
