@@ -6,10 +6,11 @@
 # ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
 # Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256] >/dev/null 2>&1 &
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
+# ok-4: OK(4)'s two seeds in stages (250k, 500k, 1M; about 3 h per 1M steps on one core).
 # ptb: OK(8) and KF-RTRL seed 0 in stages (50k, 200k, then 1M: OK(8) runs at about 6 steps/s
 # on one core here).
 # copy-baselines: UORO, TBPTT-25 and KF-RTRL to 1M steps, seeds 0 and 1 (about 2 h in all;
@@ -69,6 +70,11 @@ case "${1:-copy}" in
     done
     for seed in 0 1; do run ok-copy ok:4 1000000 "$seed"; done
     ;;
+  ok-4)
+    for target in 250000 500000 1000000; do
+      for seed in 0 1; do run ok-copy ok:4 "$target" "$seed"; done
+    done
+    ;;
   ptb)
     for target in 50000 200000 1000000; do
       run ok-ptb ok:8 "$target" 0
@@ -97,5 +103,5 @@ case "${1:-copy}" in
       done
     done
     ;;
-  *) echo "usage: queue.sh [copy|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256]" >&2; exit 2 ;;
+  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|batch-256]" >&2; exit 2 ;;
 esac
