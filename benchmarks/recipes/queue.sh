@@ -10,7 +10,8 @@
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
-# ok-4: OK(4)'s two seeds in stages (250k, 500k, 1M; about 3 h per 1M steps on one core).
+# ok-4: OK(4)'s two seeds in stages (250k, 500k, 1M; about 3 h per 1M steps on one core);
+# RTRLX_QUEUE_SEEDS="1" runs one seed only, so that two queues can take a seed and a core each.
 # ptb: OK(8) and KF-RTRL seed 0 in stages (50k, 200k, then 1M: OK(8) runs at about 6 steps/s
 # on one core here).
 # copy-baselines: UORO, TBPTT-25 and KF-RTRL to 1M steps, seeds 0 and 1 (about 2 h in all;
@@ -72,7 +73,7 @@ case "${1:-copy}" in
     ;;
   ok-4)
     for target in 250000 500000 1000000; do
-      for seed in 0 1; do run ok-copy ok:4 "$target" "$seed"; done
+      for seed in ${RTRLX_QUEUE_SEEDS:-0 1}; do run ok-copy ok:4 "$target" "$seed"; done
     done
     ;;
   ptb)
