@@ -513,6 +513,10 @@ def _recipes(args: argparse.Namespace) -> int:
     from .recipes import RECIPES, recipe
 
     out, err = _stdout_console(), Console(stderr=True)
+    misuse = _recipes_misuse(args)
+    if misuse:
+        err.print(f"[red]rtrlx recipes: {_escape(misuse)}[/red]")
+        return 2
     if args.name is None:
         table = Table(title="recipes (rtrlx train --recipe NAME)")
         for col in ("recipe", "learner", "what"):
@@ -545,6 +549,16 @@ def _recipes(args: argparse.Namespace) -> int:
             return 2
         err.print(f"plot: {args.plot} ({len(drawn)} runs beside the published curves)")
     return 0
+
+
+def _recipes_misuse(args: argparse.Namespace) -> str:
+    """What is wrong with a ``rtrlx recipes`` flag combination, or empty."""
+    usage = "rtrlx recipes NAME --plot FILE.png --runs DIR,..."
+    if args.plot and args.name is None:
+        return f"--plot draws the runs of one recipe: name it ({usage})."
+    if args.runs and not args.plot:
+        return f"--runs are drawn into a --plot: add one ({usage})."
+    return ""
 
 
 def _short(record: dict) -> str:

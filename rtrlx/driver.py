@@ -257,10 +257,15 @@ def _open(
     """Check the run directory against the request and build the session."""
     checkpoint = os.path.join(out, CHECKPOINT)
     metrics_path = os.path.join(out, files[0])
+    if resume and overwrite:
+        raise RunError(
+            f"--resume goes on with the run in {out} and --overwrite replaces it; give one of "
+            "them."
+        )
     if not resume:
         if os.path.exists(checkpoint) and not overwrite:
             raise RunError(
-                f"{out} already holds a run (checkpoint at step {_saved_step(out)}): continue "
+                f"{out} already holds a run (checkpoint at step {saved_step(out)}): continue "
                 f"it with --resume, or use another --out (--overwrite replaces it)."
             )
         for name in (CHECKPOINT, CONFIG, *files):  # nothing of another run is mixed in
@@ -271,7 +276,7 @@ def _open(
     if not os.path.exists(checkpoint):
         raise RunError(f"--resume: no checkpoint in {out}; start the run without --resume.")
     _refuse_changes(out, config, free)
-    at = _saved_step(out)
+    at = saved_step(out)
     if steps <= at:
         raise RunError(
             f"the run in {out} is already at step {at}; --steps {steps} asks for nothing more, "
@@ -417,8 +422,25 @@ def load_checkpoint(out: str, like: Any) -> tuple[int, Any]:
     return int(step), data_to_keys(data, like)
 
 
-def _saved_step(out: str) -> int:
-    """The step of the checkpoint in ``out``, read without knowing the carry's structure."""
+def saved_step(out: str) -> int:
+    """The step of the checkpoint in ``out``, read without knowing the carry's structure.
+
+    Args:
+        out: a run directory holding ``checkpoint.eqx``.
+
+    Returns:
+        The step the checkpoint was taken at.
+
+    Raises:
+        RunError: the checkpoint cannot be read, or was written in another layout.
+
+    Examples:
+        >>> import tempfile, jax.numpy as jnp
+        >>> out = tempfile.mkdtemp()
+        >>> write_checkpoint(out + "/checkpoint.eqx", 7, {"x": jnp.zeros(2)})
+        >>> saved_step(out)
+        7
+    """
     path = os.path.join(out, CHECKPOINT)
     try:
         with open(path, "rb") as fh:

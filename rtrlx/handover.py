@@ -18,13 +18,22 @@ episodes in flight at the hand-over are learned from as if they had started ther
 hand-over's step is listed in the run's ``carried.json``.
 """
 
+import contextlib
 import gzip
 import json
 import os
 import shutil
 from typing import Any
 
-from .driver import CHECKPOINT, CONFIG, RunError, load_checkpoint, read_records, write_checkpoint
+from .driver import (
+    CHECKPOINT,
+    CONFIG,
+    RunError,
+    load_checkpoint,
+    locked,
+    read_records,
+    write_checkpoint,
+)
 from .train import TrainConfig, build, restart_learner_state
 
 #: The compressed checkpoint in a hand-over directory.
@@ -37,12 +46,13 @@ RESULT = "result.json"
 CARRIED_FILES = (CONFIG, METRICS, RESULT, CARRIED)
 
 
-def export_run(out: str, dest: str) -> int:
+def export_run(out: str, dest: str, *, backwards: bool = False) -> int:
     """Write the run checkpointed in ``out`` to ``dest``, its learner state restarted.
 
-    Each file is written whole and moved into place, the compressed checkpoint after the
-    metrics and before ``carried.json``, so an export cut short leaves the previous
-    hand-over's checkpoint readable.
+    Each file is written whole and moved into place: the metrics and config first, then
+    the compressed checkpoint, then the summary and ``carried.json``, so an export cut short
+    leaves a readable checkpoint whose step is never behind the summary beside it. The run
+    is held (its lock) while it is read, so a run still going is refused, not torn.
 
     Args:
         out: a run directory of :func:`rtrlx.train.train` holding a checkpoint.
@@ -50,13 +60,17 @@ def export_run(out: str, dest: str) -> int:
             ``config.json``, ``metrics.jsonl`` (the records up to the checkpoint),
             ``checkpoint.eqx.gz``, ``carried.json``, and ``result.json`` when the run's
             summary is of the checkpoint's step.
+        backwards: replace a hand-over in ``dest`` that is further along than ``out``
+            (refused by default: that would lose its steps).
 
     Returns:
         The checkpoint's step.
 
     Raises:
         RunError: ``out`` holds no checkpoint of a training run (or one that does not fit
-            its config), ``dest`` is ``out``, or ``dest`` is not writable.
+            its config), a run holds ``out``'s lock, ``dest`` is ``out``, ``dest`` holds a
+            hand-over further along (without ``backwards``), or ``dest`` is not writable.
+        ValueError: ``out``'s config names a task, cell or learner this rtrlx lacks.
 
     Examples:
         >>> import tempfile, os
@@ -75,9 +89,22 @@ def export_run(out: str, dest: str) -> int:
         raise RunError(f"{out} holds no checkpoint of a training run to export.")
     if os.path.isdir(dest) and os.path.samefile(out, dest):
         raise RunError(f"cannot export {out} into itself; give another directory.")
-    config = _config(out)
-    run, template = build(config)
+    run, template = build(_config(out))
+    with locked(out):
+        return _export(out, dest, run, template, backwards)
+
+
+def _export(out: str, dest: str, run: Any, template: Any, backwards: bool) -> int:
+    """:func:`export_run` once ``out`` is held."""
     step, carry = load_checkpoint(out, template)
+    records = read_records(out) if os.path.exists(os.path.join(out, METRICS)) else []
+    kept = _read_carried(dest)
+    if kept and kept[-1] > step and not backwards:
+        raise RunError(
+            f"{dest} holds a hand-over at step {kept[-1]}, further than {out}'s checkpoint at "
+            f"step {step}; replacing it would lose {kept[-1] - step} steps. Load it instead "
+            f"(rtrlx.handover.import_run into an empty directory), or pass backwards=True."
+        )
     carry = carry._replace(learner_state=restart_learner_state(run, carry))
     carried = _read_carried(out)
     if not carried or carried[-1] != step:
@@ -93,8 +120,6 @@ def export_run(out: str, dest: str) -> int:
             with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as dst:
                 shutil.copyfileobj(src, dst)
         os.remove(raw)
-        metrics = os.path.join(out, METRICS)
-        records = read_records(out) if os.path.exists(metrics) else []
         _write_lines(os.path.join(staging, METRICS), [r for r in records if r["step"] <= step])
         shutil.copyfile(os.path.join(out, CONFIG), os.path.join(staging, CONFIG))
         if _result_step(out) == step:  # the run's summary, when it is the checkpoint's
@@ -102,7 +127,7 @@ def export_run(out: str, dest: str) -> int:
         with open(os.path.join(staging, CARRIED), "w") as fh:
             json.dump({"learner_state_restarted_at": carried}, fh)
         os.makedirs(dest, exist_ok=True)
-        for name in (METRICS, CONFIG, RESULT, PACKED, CARRIED):
+        for name in (METRICS, CONFIG, PACKED, RESULT, CARRIED):
             if os.path.exists(os.path.join(staging, name)):
                 os.replace(os.path.join(staging, name), os.path.join(dest, name))
             elif os.path.exists(os.path.join(dest, name)):  # an earlier hand-over's
@@ -117,8 +142,10 @@ def export_run(out: str, dest: str) -> int:
 def import_run(src: str, out: str) -> int:
     """Set up ``out`` so that ``train(config, out=out, resume=True)`` goes on from ``src``.
 
-    The checkpoint is checked against the run's config before anything is written to
-    ``out``, and moved into place last: an import that fails leaves ``out`` holding no run.
+    Every file is staged and checked (the checkpoint against the run's config) before
+    anything is moved into ``out``, the checkpoint last, and ``out``'s lock is held
+    throughout: an import that fails leaves ``out`` holding none of the run's files, so it
+    can be tried again.
 
     Args:
         src: a directory written by :func:`export_run`.
@@ -129,7 +156,9 @@ def import_run(src: str, out: str) -> int:
 
     Raises:
         RunError: ``src`` is not a hand-over (or its checkpoint does not fit its config),
-            ``out`` already holds a run's files, or ``out`` is not writable.
+            ``out`` already holds a run's files or is held by a run, or ``out`` is not
+            writable.
+        ValueError: the config names a task, cell or learner this rtrlx lacks.
 
     Examples:
         See :func:`export_run`.
@@ -138,28 +167,38 @@ def import_run(src: str, out: str) -> int:
         raise RunError(
             f"{src} is not a hand-over of rtrlx.handover.export_run (no {PACKED} and {CONFIG})."
         )
-    held = [n for n in (CHECKPOINT, *CARRIED_FILES) if os.path.exists(os.path.join(out, n))]
-    if held:
-        raise RunError(
-            f"{out} already holds a run ({', '.join(held)}); resume it with --resume, or "
-            "import into another --out."
-        )
     _, template = build(_config(src))
-    staging = os.path.join(out, ".import")
-    try:
-        os.makedirs(staging, exist_ok=True)
-        with gzip.open(os.path.join(src, PACKED), "rb") as fh:
-            with open(os.path.join(staging, CHECKPOINT), "wb") as dst:
-                shutil.copyfileobj(fh, dst)
-        step = load_checkpoint(staging, template)[0]  # it fits the config, or RunError
-        for name in CARRIED_FILES:
-            if os.path.exists(os.path.join(src, name)):
-                shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
-        os.replace(os.path.join(staging, CHECKPOINT), os.path.join(out, CHECKPOINT))
-    except OSError as exc:
-        raise RunError(f"cannot import {src} into {out} ({exc}).") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with locked(out):
+        held = [n for n in (CHECKPOINT, *CARRIED_FILES) if os.path.exists(os.path.join(out, n))]
+        if held:
+            raise RunError(
+                f"{out} already holds a run ({', '.join(held)}); resume it with --resume, or "
+                "import into another --out."
+            )
+        staging = os.path.join(out, ".import")
+        names = [n for n in CARRIED_FILES if os.path.exists(os.path.join(src, n))]
+        moved: list[str] = []
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+            with gzip.open(os.path.join(src, PACKED), "rb") as fh:
+                with open(os.path.join(staging, CHECKPOINT), "wb") as dst:
+                    shutil.copyfileobj(fh, dst)
+            step = load_checkpoint(staging, template)[0]  # it fits the config, or RunError
+            for name in names:
+                shutil.copyfile(os.path.join(src, name), os.path.join(staging, name))
+            for name in (*names, CHECKPOINT):
+                os.replace(os.path.join(staging, name), os.path.join(out, name))
+                moved.append(name)
+        except (OSError, RunError) as exc:
+            for name in moved:  # nothing half-imported blocks the next try
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(out, name))
+            if isinstance(exc, RunError):
+                raise
+            raise RunError(f"cannot import {src} into {out} ({exc}).") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return step
 
 

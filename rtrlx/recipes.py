@@ -10,7 +10,8 @@ Each recipe's docstring states its settings one per line (``field: value``), and
 reads them back from the configuration. The published settings come from the official OK
 code (``marcelomatheusgauy/optimal_kronecker_approximation``, read for
 ``docs/notes/issue17-recipes.md``); the reference curves are the (step, value) points of
-its five logged runs per task, extracted from the logs committed in that repository.
+its five logged runs per task, ``(step, low, mean, high)`` at each published step, extracted
+from the logs committed in that repository.
 """
 
 import json
@@ -18,10 +19,18 @@ import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from .driver import read_records
+from .driver import config_changes, read_records
 from .train import TrainConfig
 
-__all__ = ["RECIPES", "Recipe", "plot_runs", "recipe"]
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "best_validation",
+    "departures",
+    "plot_runs",
+    "recipe",
+    "run_config",
+]
 
 
 class Recipe(NamedTuple):
@@ -81,6 +90,21 @@ def ok_copy() -> Recipe:
     episodes of ``2 L + 2`` steps with the loss at every step, ``L = max(1, T_ - U{0..4})``,
     a running loss in bits with weight 0.001 from 1.0, ``T_ + 1`` below 0.15 and a restart
     at 0.3, and each stream's memory restarted at its episodes (:class:`rtrlx.tasks.CopyOK`).
+
+    Returns:
+        The recipe, with the five official OK(16) runs' ``T_`` as its reference.
+
+    Examples:
+        >>> r = ok_copy()
+        >>> r.label, r.config.task, r.config.batch
+        ('ok-copy@1', 'copy-ok', 16)
+
+    References:
+        Mujika, Meier and Steger. Approximating real-time recurrent learning with random
+        Kronecker factors. NeurIPS 2018. https://arxiv.org/abs/1805.10842
+
+        Benzing, Gauy, Mujika, Martinsson and Steger. Optimal Kronecker-sum approximation of
+        real time recurrent learning. ICML 2019. https://arxiv.org/abs/1902.03993
     """
     return Recipe(
         name="ok-copy",
@@ -159,6 +183,20 @@ def ok_ptb() -> Recipe:
         checkpoint_every: 10000
         eval_every: 10000
         task_params: {'reset': 100, 'stagger': 1, 'eval_reset': 0, 'eval_streams': 64}
+
+    Returns:
+        The recipe, with the five official OK(8) runs' validation BPC as its reference.
+        :func:`best_validation` picks the test BPC at the best validation from a run's
+        metrics.
+
+    Examples:
+        >>> r = ok_ptb()
+        >>> r.label, r.config.hidden, r.config.eval_every
+        ('ok-ptb@1', 256, 10000)
+
+    References:
+        Benzing, Gauy, Mujika, Martinsson and Steger. Optimal Kronecker-sum approximation of
+        real time recurrent learning. ICML 2019. https://arxiv.org/abs/1902.03993
     """
     return Recipe(
         name="ok-ptb",
@@ -281,8 +319,8 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     drawn = []
     colours: dict[str, str] = {}  # one colour per learner and rate; seeds differ in dash
     for run in runs:
-        config = _run_config(run, found)
-        records = [r for r in read_records(run) if r.get(metric) is not None]
+        config = run_config(run, found)
+        records = [r for r in _records(run) if r.get(metric) is not None]
         name = config["learner"] + departures(config, found)
         colour = colours.setdefault(name, f"C{len(colours) % 10}")
         label = f"{name}, seed {config['seed']}"
@@ -300,40 +338,111 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
     return drawn
 
 
+#: Settings that say how a run was chunked, saved, seeded or labelled, not what it trains:
+#: never a departure from its recipe.
+_NOT_DEPARTURES = (
+    "learner",
+    "seed",
+    "steps",
+    "chunk",
+    "checkpoint_every",
+    "eval_every",
+    "layout",
+    "recipe",
+)
+#: The usual departures, first and by short names.
+_SHORT = {"hidden": "n", "lr": "lr", "batch": "batch"}
+
+
 def departures(config: dict, found: Recipe) -> str:
-    """How a run departs from its recipe, as a label's tail: its size, rate and batch.
+    """How a run departs from its recipe, as a label's tail: every setting it changed.
+
+    Size, rate and batch come first by short names; any other setting (a task parameter,
+    the clip, the initialisation) follows by its field name.
 
     Args:
         config: the run's saved ``config.json``.
         found: its recipe.
 
     Returns:
-        e.g. ``", n 128, lr 0.001, batch 256"``; empty for a run at the recipe's settings.
+        e.g. ``", n 128, lr 0.001, batch 256"``; empty for a run at the recipe's settings
+        (its learner, seed, length, chunking and checkpoints aside).
 
     Examples:
+        >>> import dataclasses
         >>> from rtrlx.recipes import recipe
         >>> found = recipe("ok-ptb")
-        >>> config = {"hidden": 128, "lr": found.config.lr, "batch": found.config.batch}
+        >>> config = dataclasses.asdict(found.config) | {"hidden": 128, "clip": 1.0}
         >>> departures(config, found)
-        ', n 128'
+        ', n 128, clip 1'
     """
-    out = ""
-    if config["hidden"] != found.config.hidden:
-        out += f", n {config['hidden']}"
-    if abs(config["lr"] - found.config.lr) > 1e-12:
-        out += f", lr {config['lr']:g}"
-    if config["batch"] != found.config.batch:
-        out += f", batch {config['batch']}"
-    return out
+    differ = config_changes(config, found.config)
+    names = [k for k in differ if k.partition(".")[0] not in _NOT_DEPARTURES]
+    names.sort(key=lambda k: (list(_SHORT).index(k) if k in _SHORT else len(_SHORT), k))
+    return "".join(f", {_SHORT.get(k, k)} {_shown(differ[k][0])}" for k in names)
 
 
-def _run_config(run: str, found: Recipe) -> dict:
-    """The saved config of a run of ``found``, or a ValueError saying what ``run`` is."""
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def best_validation(records: Sequence[dict]) -> dict | None:
+    """The record of a run's best (lowest) validation BPC, with the test BPC taken there.
+
+    Args:
+        records: a run's metrics (:func:`rtrlx.driver.read_records`).
+
+    Returns:
+        That record (``step``, ``valid_bpc``, ``test_bpc``, ...), or None when the run has
+        not validated yet.
+
+    Examples:
+        >>> best_validation([{"step": 10, "valid_bpc": 2.1, "test_bpc": 2.0},
+        ...                  {"step": 20, "valid_bpc": 2.2, "test_bpc": 2.1}])["test_bpc"]
+        2.0
+    """
+    scored = [r for r in records if r.get("valid_bpc") is not None]
+    return min(scored, key=lambda r: r["valid_bpc"]) if scored else None
+
+
+def _records(run: str) -> list[dict]:
+    """A run's metrics; none yet for a run that has not finished its first chunk."""
+    if not os.path.exists(os.path.join(run, "metrics.jsonl")):
+        return []
+    return read_records(run)
+
+
+def run_config(run: str, found: Recipe) -> dict:
+    """The saved config of a run of ``found``.
+
+    Args:
+        run: a run directory of ``rtrlx train --recipe``.
+        found: the recipe it should be a run of.
+
+    Returns:
+        Its ``config.json``.
+
+    Raises:
+        ValueError: ``run`` holds no run, not a readable one, or one of another recipe
+            (the message names the directory and the command that makes one).
+
+    Examples:
+        >>> run_config("/nonexistent", recipe("ok-copy"))
+        Traceback (most recent call last):
+        ...
+        ValueError: /nonexistent holds no run (no config.json).
+    """
     try:
         with open(os.path.join(run, "config.json")) as f:
             config = json.load(f)
     except FileNotFoundError:
         raise ValueError(f"{run} holds no run (no config.json).") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{run} is not a run directory of rtrlx train ({exc}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{run}/config.json is not a run's config.")
     if config.get("recipe", "").partition("@")[0] != found.name:
         raise ValueError(
             f"{run} is not a run of recipe {found.name} (its recipe: "

@@ -13,6 +13,8 @@ checkpoint, and reported in the result.
 """
 
 import dataclasses
+import json
+import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -32,7 +34,7 @@ from ._tree import (
     with_standard_promotion,
 )
 from .cells import build_cell, cell_names, check_cell_name
-from .driver import ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
+from .driver import CONFIG, ChunkInfo, Job, RunError, RunInfo, TrainingError, drive, read_records
 from .learners import (
     LAYOUTS,
     Layout,
@@ -91,7 +93,8 @@ class TrainConfig:
             gradient, one global norm) or ``"cell"`` (the cell's only, the readout's
             unclipped, as the KF-RTRL and OK code clips its recurrent matrix).
         recipe: the published protocol this run follows (``name@version``,
-            :mod:`rtrlx.recipes`), or empty; a record, not a setting.
+            :mod:`rtrlx.recipes`), or empty; a record, not a setting: a resumed run keeps
+            the label it started with, whether or not the resuming command names it.
     """
 
     task: str = "copy-curriculum"
@@ -571,6 +574,8 @@ def train(
             f"cannot allow a change of {', '.join(unknown)} on resume; allowed: "
             f"{', '.join(CHANGEABLE)}."
         )
+    if resume and out is not None:
+        config = _started_as(config, out)
     return drive(
         config,
         lambda: _job(config),
@@ -583,6 +588,16 @@ def train(
         checkpoint_every=config.checkpoint_every,
         on_chunk=on_chunk,
     )
+
+
+def _started_as(config: TrainConfig, out: str) -> TrainConfig:
+    """``config`` with the recipe label the run in ``out`` was started under (a record)."""
+    try:
+        with open(os.path.join(out, CONFIG)) as fh:
+            saved = json.load(fh).get("recipe", "")
+    except (OSError, ValueError, AttributeError):
+        return config  # no run there, or a damaged one: the driver says which
+    return dataclasses.replace(config, recipe=saved)
 
 
 def read_metrics(out: str) -> list[dict]:

@@ -100,6 +100,14 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["x"] is not None
 
 
+def test_resume_and_overwrite_together_are_refused_and_nothing_is_touched(tmp_path):
+    drive(CONFIG, toy_job, steps=10, out=str(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(RunError, match=r"--resume goes on .* --overwrite replaces it; give one"):
+        drive(CONFIG, toy_job, steps=20, out=str(tmp_path), resume=True, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_resume_names_each_setting_that_differs(tmp_path):
     drive(CONFIG, toy_job, steps=10, out=str(tmp_path))
     with pytest.raises(RunError, match=r"rate: saved 1.0, now 2.0\)"):

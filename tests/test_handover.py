@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rtrlx._tree import is_key, keys_to_data
-from rtrlx.driver import RunError, load_checkpoint
+from rtrlx.driver import RunError, load_checkpoint, locked
 from rtrlx.handover import PACKED, export_run, import_run
 from rtrlx.train import TrainConfig, build, read_metrics, train
 
@@ -25,6 +25,11 @@ BASE = dict(
 
 def _leaves(tree):
     return [np.asarray(a) for a in jax.tree.leaves(keys_to_data(tree))]
+
+
+def _files(out):
+    """A run directory's files, but its lock (which a run or an import leaves behind)."""
+    return [n for n in os.listdir(out) if n != ".lock"]
 
 
 def _same(a, b):
@@ -96,7 +101,7 @@ def test_handover_keeps_only_what_belongs_to_the_checkpoint(tmp_path):
     assert not os.path.exists(os.path.join(kept, "result.json"))
     assert sorted(os.listdir(tmp_path)) == ["kept", "run"]  # no staging left behind
     assert import_run(kept, again) == 40
-    assert sorted(os.listdir(again)) == [
+    assert sorted(_files(again)) == [
         "carried.json",
         "checkpoint.eqx",
         "config.json",
@@ -124,4 +129,46 @@ def test_handover_refuses_what_it_cannot_do(tmp_path):
         json.dump({**config, "hidden": 8}, fh)
     with pytest.raises(RunError, match="cannot read the checkpoint"):
         import_run(kept, other)
-    assert os.listdir(other) == []
+    assert _files(other) == []
+
+
+def test_export_refuses_to_replace_a_hand_over_that_is_further_along(tmp_path):
+    ahead, behind, kept = (str(tmp_path / n) for n in ("ahead", "behind", "kept"))
+    train(TrainConfig(steps=40, **BASE), out=ahead)
+    train(TrainConfig(steps=20, **BASE), out=behind)
+    assert export_run(ahead, kept) == 40
+    before = {n: (tmp_path / "kept" / n).read_bytes() for n in os.listdir(kept)}
+    with pytest.raises(RunError, match=r"at step 40, further than .* step 20; .* lose 20 steps"):
+        export_run(behind, kept)
+    assert {n: (tmp_path / "kept" / n).read_bytes() for n in os.listdir(kept)} == before
+    assert export_run(behind, kept, backwards=True) == 20  # asked for in so many words
+    assert json.loads((tmp_path / "kept" / "carried.json").read_text()) == {
+        "learner_state_restarted_at": [20]
+    }
+
+
+def test_export_refuses_a_run_that_is_still_going(tmp_path):
+    run_dir, kept = str(tmp_path / "run"), str(tmp_path / "kept")
+    train(TrainConfig(steps=20, **BASE), out=run_dir)
+    with locked(run_dir), pytest.raises(RunError, match="in use"):  # as a live run holds it
+        export_run(run_dir, kept)
+    assert not os.path.exists(kept)
+
+
+def test_an_import_cut_short_leaves_nothing_and_can_be_tried_again(tmp_path, monkeypatch):
+    run_dir, kept, again = (str(tmp_path / n) for n in ("run", "kept", "again"))
+    train(TrainConfig(steps=20, **BASE), out=run_dir)
+    export_run(run_dir, kept)
+    replace = os.replace
+
+    def fails_on_the_checkpoint(src, dst):
+        if str(dst).endswith("checkpoint.eqx"):
+            raise OSError(28, "No space left on device")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_on_the_checkpoint)
+    with pytest.raises(RunError, match=r"cannot import .* No space left"):
+        import_run(kept, again)
+    monkeypatch.undo()
+    assert _files(again) == []
+    assert import_run(kept, again) == 20

@@ -13,7 +13,8 @@ import pytest
 
 import rtrlx
 from rtrlx.cli import main
-from rtrlx.recipes import RECIPES, plot_runs, recipe
+from rtrlx.driver import RunError
+from rtrlx.recipes import RECIPES, best_validation, departures, plot_runs, recipe
 from rtrlx.train import TrainConfig, build, train
 
 
@@ -82,6 +83,56 @@ def test_bad_recipe_names_the_fix(name, message, capsys):
     assert main(["train", "--recipe", name]) == 2
     assert message in capsys.readouterr().err
     assert main(["recipes", name]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--plot", "x.png"], "--plot draws the runs of one recipe: name it"),
+        (["ok-copy", "--runs", "a,b"], "--runs are drawn into a --plot: add one"),
+    ],
+)
+def test_recipes_flags_that_would_be_ignored_are_refused(argv, message, capsys, tmp_path):
+    assert main(["recipes", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three short trainings
+def test_a_resumed_recipe_run_keeps_its_label_whichever_flags_resume_it(tmp_path):
+    config = dataclasses.replace(
+        recipe("ok-copy").config, learner="uoro", hidden=4, steps=20, chunk=10, recipe="ok-copy@1"
+    )
+    train(config, out=str(tmp_path))
+    # The same settings given as flags, without --recipe (or under a later version's label).
+    for label, steps in (("", 30), ("ok-copy@2", 40)):
+        again = dataclasses.replace(config, recipe=label, steps=steps)
+        assert train(again, out=str(tmp_path), resume=True)["steps"] == steps
+        assert json.loads((tmp_path / "config.json").read_text())["recipe"] == "ok-copy@1"
+    with pytest.raises(RunError, match="hidden: saved 4, now 8"):  # settings are still checked
+        train(dataclasses.replace(config, hidden=8, steps=50), out=str(tmp_path), resume=True)
+
+
+def test_departures_name_every_setting_a_run_changed():
+    found = recipe("ok-ptb")
+    config = json.loads(json.dumps(dataclasses.asdict(found.config)))  # as config.json holds it
+    assert departures(config, found) == ""
+    config |= {"learner": "tbptt:25", "seed": 3, "steps": 9, "checkpoint_every": 1, "layout": "x"}
+    assert departures(config, found) == ""  # how it is run, not what it trains
+    config |= {"clip": 1.0, "lr": 1e-3, "hidden": 128}
+    config["task_params"] = {**config["task_params"], "reset": 50}
+    assert departures(config, found) == ", n 128, lr 0.001, clip 1, task_params.reset 50"
+
+
+def test_best_validation_is_the_lowest_with_its_own_test_figure():
+    records = [
+        {"step": 1, "loss": 3.0},
+        {"step": 2, "valid_bpc": 2.5, "test_bpc": 2.4},
+        {"step": 3, "valid_bpc": 2.2, "test_bpc": 2.3},
+        {"step": 4, "valid_bpc": 2.3, "test_bpc": 2.1},
+    ]
+    assert best_validation(records)["test_bpc"] == 2.3
+    assert best_validation(records[:1]) is None
 
 
 def test_recipes_command_lists_and_shows(capsys):
@@ -242,3 +293,11 @@ def test_recipes_plot_draws_runs_beside_the_published_curves(tmp_path, capsys):
     train(dataclasses.replace(config, steps=10, lr=1e-3, batch=2), out=str(moved))
     labels = plot_runs(recipe("ok-copy"), [str(run), str(moved)], str(png))
     assert labels == ["ok:16, n 4, seed 0", "ok:16, n 4, lr 0.001, batch 2, seed 0"]
+    # A run that has not finished its first chunk is drawn as far as it has got: nowhere.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "config.json").write_text((run / "config.json").read_text())
+    assert plot_runs(recipe("ok-copy"), [str(fresh)], str(png)) == ["ok:16, n 4, seed 0"]
+    (fresh / "config.json").write_text("{torn")
+    assert main([*argv[:-1], str(fresh)]) == 2
+    assert f"{fresh} is not a run directory of rtrlx train" in capsys.readouterr().err

@@ -5,7 +5,9 @@ A checkpoint is mostly the learner's traces (34 MB for OK(16) on the copy curric
 each run is carried without them: ``save`` exports every run under ``runs/recipes`` to
 ``benchmarks/recipes/carried`` (config, metrics, and the compressed checkpoint with each
 stream's learner state restarted); ``load`` sets up the run directories of a fresh checkout
-from it, and ``queue.sh`` resumes them. Each hand-over's step is in the run's
+from it, and ``queue.sh`` resumes them. ``save`` refuses to replace a carried run with a local
+one that is behind it (that would lose steps), and ``load`` says when a local run it leaves
+alone is behind its carried copy. Each hand-over's step is in the run's
 ``carried.json``.
 
     .venv/bin/python benchmarks/recipes/carry.py save   # before a session ends; then commit
@@ -14,10 +16,11 @@ from it, and ``queue.sh`` resumes them. Each hand-over's step is in the run's
 
 import argparse
 import glob
+import json
 import os
 import sys
 
-from rtrlx.driver import RunError
+from rtrlx.driver import RunError, saved_step
 from rtrlx.handover import export_run, import_run
 
 RUNS = "runs/recipes"
@@ -43,6 +46,12 @@ def main() -> None:
             out = os.path.join(RUNS, os.path.relpath(kept, CARRIED))
             if os.path.exists(os.path.join(out, "checkpoint.eqx")):
                 print(f"{out}: has its own checkpoint, left as it is")
+                ahead = _carried_step(kept) - saved_step(out)
+                if ahead > 0:  # say so: the next save would refuse to go back to it
+                    print(
+                        f"  WARNING: the carried copy is {ahead} steps further; remove {out} "
+                        "and load again to go on from it"
+                    )
             else:
                 pairs.append((kept, out))
         move = import_run
@@ -54,6 +63,12 @@ def main() -> None:
             failed.append(src)
     if failed:
         sys.exit(f"{len(failed)} run(s) not carried: {', '.join(failed)}")
+
+
+def _carried_step(kept: str) -> int:
+    """The step of the hand-over in ``kept`` (its last entry of carried.json)."""
+    with open(os.path.join(kept, "carried.json")) as fh:
+        return json.load(fh)["learner_state_restarted_at"][-1]
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ if [ -n "${RTRLX_QUEUE_CPU:-}" ]; then
   pin=(taskset -c "$RTRLX_QUEUE_CPU")
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
 fi
-while pgrep -f "rtrlx lm --cell" >/dev/null; do sleep 60; done
+while pgrep -f "rtrlx lm " >/dev/null; do sleep 60; done  # any flag order
 run() {  # recipe learner steps seed [directory [name tag [more flags...]]]
   local out="runs/recipes/${5:-$1}/${2//:/-}${6:-}-seed$4"
   local more=("${@:7}")
@@ -62,7 +62,8 @@ sys.exit(max(steps) < target)' "$out" "$3"
   echo "$(date -u +%FT%TZ) $out: start (${more[*]:-fresh})" >>"$log"
   "${pin[@]}" .venv/bin/rtrlx train --recipe "$1" --learner "$2" --steps "$3" --seed "$4" \
       --out "$out" "${more[@]}" >"$out.json" 2>>"$log.err"
-  echo "$(date -u +%FT%TZ) $out: exit $?" >>"$log"
+  local rc=$?  # before any $(...) below resets it
+  echo "$(date -u +%FT%TZ) $out: exit $rc" >>"$log"
 }
 case "${1:-copy}" in
   copy)

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/recipes/table.py ok-ptb runs/recipes/ok-ptb/*-seed[0-9]
 
 The columns are the recipe's headline metric (``T_`` for ok-copy, validation BPC for
-ok-ptb) at the published step counts. Each run directory is read from its
+ok-ptb) at the published step counts, and for ok-ptb the best validation with the test BPC
+taken there. Each run directory is read from its
 ``metrics.jsonl`` (one record per chunk, the metric on the chunks that measured it), so a
 run still going is shown as far as it has got. The last columns are the steps reached, the
 wall-clock and the median steps per second over the run's chunks. A run carried from one
@@ -16,7 +17,8 @@ import os
 import statistics
 import sys
 
-from rtrlx.recipes import Recipe, departures, recipe
+from rtrlx.driver import read_records
+from rtrlx.recipes import Recipe, best_validation, departures, recipe, run_config
 from rtrlx.tasks import make
 
 STEPS = {
@@ -33,11 +35,9 @@ def cell(value: float | None, metric: str) -> str:
 
 
 def row(run: str, metric: str, steps: tuple[int, ...], found: Recipe) -> str:
-    """One run's markdown row, labelled with its size, rate and batch where not the recipe's."""
-    with open(os.path.join(run, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    with open(os.path.join(run, "config.json")) as f:
-        config = json.load(f)
+    """One run's markdown row, labelled with how it departs from the recipe."""
+    records = read_records(run)
+    config = run_config(run, found)
     by_step = {r["step"]: r.get(metric) for r in records}
     cells = [cell(by_step.get(s), metric) for s in steps]
     rate = statistics.median(r["steps_per_second"] for r in records)
@@ -48,6 +48,9 @@ def row(run: str, metric: str, steps: tuple[int, ...], found: Recipe) -> str:
         with open(carried) as f:
             at = json.load(f)["learner_state_restarted_at"]
         name += ", carried at " + ", ".join(f"{s // 1000}k" for s in at)
+    if metric == "valid_bpc":
+        best = best_validation(records)
+        cells.append(f"{best['valid_bpc']:.3f} ({best['test_bpc']:.3f})" if best else "")
     hours = last["wall_seconds"] / 3600
     tail = f" | {last['step']:,} | {hours:.2f} h | {rate:,.0f} |"
     return f"| {name} | " + " | ".join(cells) + tail
@@ -60,12 +63,13 @@ def main() -> None:
     found = recipe(sys.argv[1])
     metric = make(found.config.task)[0].metric
     steps = STEPS[found.name]
-    head = " | ".join(f"{s // 1000}k" for s in steps)
-    print(f"| run | {head} | steps | wall | steps/s |")
-    print("|---" * (len(steps) + 4) + "|")
+    head = [f"{s // 1000}k" for s in steps]
+    head += ["best (test there)"] if metric == "valid_bpc" else []
+    print(f"| run | {' | '.join(head)} | steps | wall | steps/s |")
+    print("|---" * (len(head) + 4) + "|")
     for label, points in found.reference.items():
         means = {step: mean for step, _low, mean, _high in points}
-        cells = [cell(means.get(s), metric) for s in steps]
+        cells = [cell(means.get(s), metric) for s in steps] + [""] * (len(head) - len(steps))
         print(f"| {label} (mean) | " + " | ".join(cells) + " | | | |")
     for run in sys.argv[2:]:
         metrics = os.path.join(run, "metrics.jsonl")
