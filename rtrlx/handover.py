@@ -98,7 +98,7 @@ def _export(out: str, dest: str, run: Any, template: Any, backwards: bool) -> in
     """:func:`export_run` once ``out`` is held."""
     step, carry = load_checkpoint(out, template)
     records = read_records(out) if os.path.exists(os.path.join(out, METRICS)) else []
-    kept = _read_carried(dest)
+    kept = carried_steps(dest)
     if kept and kept[-1] > step and not backwards:
         raise RunError(
             f"{dest} holds a hand-over at step {kept[-1]}, further than {out}'s checkpoint at "
@@ -106,7 +106,7 @@ def _export(out: str, dest: str, run: Any, template: Any, backwards: bool) -> in
             f"(rtrlx.handover.import_run into an empty directory), or pass backwards=True."
         )
     carry = carry._replace(learner_state=restart_learner_state(run, carry))
-    carried = _read_carried(out)
+    carried = carried_steps(out)
     if not carried or carried[-1] != step:
         carried.append(step)
     staging = dest.rstrip(os.sep) + ".export"
@@ -218,7 +218,19 @@ def _result_step(out: str) -> int | None:
         return None
 
 
-def _read_carried(out: str) -> list[int]:
+def carried_steps(out: str) -> list[int]:
+    """The steps at which the run in ``out`` was handed over (its ``carried.json``; [] if none).
+
+    Args:
+        out: a run directory or a hand-over directory.
+
+    Returns:
+        The steps, oldest first; the last is a hand-over directory's checkpoint step.
+
+    Examples:
+        >>> carried_steps("/nonexistent")
+        []
+    """
     path = os.path.join(out, CARRIED)
     if not os.path.exists(path):
         return []

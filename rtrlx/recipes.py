@@ -9,9 +9,9 @@ protocol, and the published results it is compared with.
 Each recipe's docstring states its settings one per line (``field: value``), and a test
 reads them back from the configuration. The published settings come from the official OK
 code (``marcelomatheusgauy/optimal_kronecker_approximation``, read for
-``docs/notes/issue17-recipes.md``); the reference curves are the (step, value) points of
-its five logged runs per task, ``(step, low, mean, high)`` at each published step, extracted
-from the logs committed in that repository.
+``docs/notes/issue17-recipes.md``); the reference curves are ``(step, low, mean, high)`` over
+its five logged runs per task at each published step, extracted from the logs committed in
+that repository.
 """
 
 import json
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from .driver import config_changes, read_records
-from .train import TrainConfig
+from .train import RESUMABLE, TrainConfig
 
 __all__ = [
     "RECIPES",
@@ -340,16 +340,7 @@ def plot_runs(found: Recipe, runs: Sequence[str], path: str) -> list[str]:
 
 #: Settings that say how a run was chunked, saved, seeded or labelled, not what it trains:
 #: never a departure from its recipe.
-_NOT_DEPARTURES = (
-    "learner",
-    "seed",
-    "steps",
-    "chunk",
-    "checkpoint_every",
-    "eval_every",
-    "layout",
-    "recipe",
-)
+_NOT_DEPARTURES = (*RESUMABLE, "learner", "seed", "layout", "recipe")
 #: The usual departures, first and by short names.
 _SHORT = {"hidden": "n", "lr": "lr", "batch": "batch"}
 

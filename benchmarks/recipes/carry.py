@@ -16,12 +16,11 @@ alone is behind its carried copy. Each hand-over's step is in the run's
 
 import argparse
 import glob
-import json
 import os
 import sys
 
 from rtrlx.driver import RunError, saved_step
-from rtrlx.handover import export_run, import_run
+from rtrlx.handover import carried_steps, export_run, import_run
 
 RUNS = "runs/recipes"
 CARRIED = "benchmarks/recipes/carried"
@@ -46,7 +45,7 @@ def main() -> None:
             out = os.path.join(RUNS, os.path.relpath(kept, CARRIED))
             if os.path.exists(os.path.join(out, "checkpoint.eqx")):
                 print(f"{out}: has its own checkpoint, left as it is")
-                ahead = _carried_step(kept) - saved_step(out)
+                ahead = carried_steps(kept)[-1] - saved_step(out)
                 if ahead > 0:  # say so: the next save would refuse to go back to it
                     print(
                         f"  WARNING: the carried copy is {ahead} steps further; remove {out} "
@@ -63,12 +62,6 @@ def main() -> None:
             failed.append(src)
     if failed:
         sys.exit(f"{len(failed)} run(s) not carried: {', '.join(failed)}")
-
-
-def _carried_step(kept: str) -> int:
-    """The step of the hand-over in ``kept`` (its last entry of carried.json)."""
-    with open(os.path.join(kept, "carried.json")) as fh:
-        return json.load(fh)["learner_state_restarted_at"][-1]
 
 
 if __name__ == "__main__":

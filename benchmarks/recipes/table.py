@@ -12,12 +12,12 @@ wall-clock and the median steps per second over the run's chunks. A run carried 
 session to the next (``carry.py``) names the steps at which its learner state was restarted.
 """
 
-import json
 import os
 import statistics
 import sys
 
 from rtrlx.driver import read_records
+from rtrlx.handover import carried_steps
 from rtrlx.recipes import Recipe, best_validation, departures, recipe, run_config
 from rtrlx.tasks import make
 
@@ -43,10 +43,8 @@ def row(run: str, metric: str, steps: tuple[int, ...], found: Recipe) -> str:
     rate = statistics.median(r["steps_per_second"] for r in records)
     last = records[-1]
     name = f"{config['learner']} seed {config['seed']}" + departures(config, found)
-    carried = os.path.join(run, "carried.json")  # hand-overs between sessions (carry.py)
-    if os.path.exists(carried):
-        with open(carried) as f:
-            at = json.load(f)["learner_state_restarted_at"]
+    at = carried_steps(run)  # hand-overs between sessions (carry.py)
+    if at:
         name += ", carried at " + ", ".join(f"{s // 1000}k" for s in at)
     if metric == "valid_bpc":
         best = best_validation(records)
