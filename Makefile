@@ -26,8 +26,8 @@ run: $(STAMP)
 	$(BIN)/rtrlx compare $(RUN_FLAGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rtrlx tests
-	$(BIN)/ruff format --check rtrlx tests
+	$(BIN)/ruff check rtrlx tests benchmarks
+	$(BIN)/ruff format --check rtrlx tests benchmarks
 	$(BIN)/pyright
 
 # Two workers, whole files each (module fixtures stay per file): 7 min 40 s on 2 cores from a

@@ -100,9 +100,7 @@ def main() -> None:
     for cell in CELLS:
         speeds = [run[cell]["chars_per_second"] for run in rounds]
         summary[cell] = {
-            **{
-                k: rounds[0][cell][k] for k in ("hidden", "slow", "parameters", "flops_per_step")
-            },
+            **{k: rounds[0][cell][k] for k in ("hidden", "slow", "parameters", "flops_per_step")},
             "chars_per_second": statistics.median(speeds),
             "spread": (max(speeds) - min(speeds)) / statistics.median(speeds),
         }
