@@ -17,6 +17,7 @@ alone is behind its carried copy. Each hand-over's step is in the run's
 import argparse
 import glob
 import os
+import re
 import sys
 
 from rtrlx.driver import RunError, saved_step
@@ -24,6 +25,13 @@ from rtrlx.handover import carried_steps, export_run, import_run
 
 RUNS = "runs/recipes"
 CARRIED = "benchmarks/recipes/carried"
+_SEEDED = re.compile(r"-seed[0-9]+$")
+
+
+def _run_dirs(root: str) -> list[str]:
+    """Every ``root/RECIPE/NAME-seedK`` directory, whatever K (not the runs' ``.json`` logs)."""
+    found = glob.glob(f"{root}/*/*-seed*")
+    return sorted(d for d in found if _SEEDED.search(d) and os.path.isdir(d))
 
 
 def main() -> None:
@@ -35,13 +43,14 @@ def main() -> None:
     failed = []
     if args.action == "save":
         pairs = [
-            (os.path.dirname(c), os.path.join(CARRIED, os.path.relpath(os.path.dirname(c), RUNS)))
-            for c in sorted(glob.glob(f"{RUNS}/*/*-seed[0-9]/checkpoint.eqx"))
+            (run, os.path.join(CARRIED, os.path.relpath(run, RUNS)))
+            for run in _run_dirs(RUNS)
+            if os.path.exists(os.path.join(run, "checkpoint.eqx"))
         ]
         move = export_run
     else:
         pairs = []
-        for kept in sorted(glob.glob(f"{CARRIED}/*/*-seed[0-9]")):
+        for kept in _run_dirs(CARRIED):
             out = os.path.join(RUNS, os.path.relpath(kept, CARRIED))
             if os.path.exists(os.path.join(out, "checkpoint.eqx")):
                 print(f"{out}: has its own checkpoint, left as it is")

@@ -64,8 +64,10 @@ sys.exit(max(steps) < target)' "$out" "$3"
   [ -f "$out/checkpoint.eqx" ] && more+=(--resume)
   echo "$(date -u +%FT%TZ) $out: start (${more[*]:-fresh})" >>"$log"
   "${pin[@]}" .venv/bin/rtrlx train --recipe "$1" --learner "$2" --steps "$3" --seed "$4" \
-      --out "$out" "${more[@]}" >"$out.json" 2>>"$log.err"
+      --out "$out" "${more[@]}" >"$out.json.new" 2>>"$log.err"
   local rc=$?  # before any $(...) below resets it
+  # The summary replaces the last stage's only when this one ran (a refused resume prints none).
+  if [ "$rc" -eq 0 ]; then mv -f "$out.json.new" "$out.json"; else rm -f "$out.json.new"; fi
   echo "$(date -u +%FT%TZ) $out: exit $rc" >>"$log"
 }
 case "${1:-copy}" in

@@ -1,7 +1,7 @@
 """A recipe's runs against steps, as a markdown table beside the published runs.
 
-    .venv/bin/python benchmarks/recipes/table.py ok-copy runs/recipes/ok-copy/*-seed[0-9]
-    .venv/bin/python benchmarks/recipes/table.py ok-ptb runs/recipes/ok-ptb/*-seed[0-9]
+    .venv/bin/python benchmarks/recipes/table.py ok-copy runs/recipes/ok-copy/*-seed[0-9]*/
+    .venv/bin/python benchmarks/recipes/table.py ok-ptb runs/recipes/ok-ptb/*-seed[0-9]*/
 
 The columns are the recipe's headline metric (``T_`` for ok-copy, validation BPC for
 ok-ptb) at the published step counts, and for ok-ptb the best validation with the test BPC
