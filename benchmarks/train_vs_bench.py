@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/train_vs_bench.py --rounds 3 --json benchmarks/train_vs_bench.json
 
-``--batch B`` runs every configuration at B streams instead of 16: exact RTRL's traces are
-3.4 MB per stream on GRU 64, so B = 4 or 8 keeps all of them inside a 32 MB L3 cache and
-B = 16 does not, which separates the cost of the cache from the cost of the loop.
+``--batch B`` runs every configuration at B streams instead of 16. Exact RTRL's trace is
+3.4 MB per stream on GRU 64: at B = 1 training touches one trace per step, as the bench's
+by-stream order does, so train/bench there is the loop's own cost; as B grows, each step's
+traces (B x 3.4 MB) leave the caches, which the bench's order never does (BENCHMARKS.md,
+"exact RTRL's train/bench against the number of streams").
 
 For each configuration (batch 16, the copy curriculum's input and output sizes) it measures,
 each in a fresh process and interleaved round by round:
