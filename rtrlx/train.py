@@ -265,9 +265,7 @@ def build(config: TrainConfig) -> tuple[Run, Carry]:
     run = Run(
         config, task, task_params, learner, static, optimizer, task.reset_period(task_params)
     )
-    task_state = jax.vmap(task.init, in_axes=(None, 0))(
-        task_params, jax.random.split(k_task, config.batch)
-    )
+    task_state = task.init_batch(task_params, k_task, config.batch)
     learner_state = learner.init(cell, key=k_learn, batch_size=config.batch)
     level = jnp.asarray(task.init_level(task_params), default_float())
     example_y = jax.eval_shape(

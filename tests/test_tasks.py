@@ -127,6 +127,28 @@ def test_ptb_char_splits():
     np.testing.assert_array_equal(np.argmax(xs[1:], -1), ys[:-1])  # next character
 
 
+def test_init_batch_is_each_streams_own_init_unless_a_task_links_them():
+    import jax
+
+    task, p = rtrlx.tasks.make("ptb-char")
+    key = jax.random.key(3)
+    own = [int(task.init(p, k)) for k in jax.random.split(key, 5)]
+    np.testing.assert_array_equal(task.init_batch(p, key, 5), own)  # random offsets
+    _, even = rtrlx.tasks.make("ptb-char", offsets=1)
+    last = int(p.train.shape[0]) - 2
+    np.testing.assert_array_equal(
+        task.init_batch(even, key, 32), np.floor(np.linspace(0, last, 32)).astype(int)
+    )
+    np.testing.assert_array_equal(task.init_batch(even, key, 1), [0])
+    with pytest.raises(ValueError, match="offsets"):
+        rtrlx.tasks.make("ptb-char", offsets=2)
+    from rtrlx.train import TrainConfig, build
+
+    config = TrainConfig(task="ptb-char", hidden=4, batch=4, task_params={"offsets": 1})
+    _, carry = build(config)  # the training loop's streams start there
+    np.testing.assert_array_equal(carry.task_state, np.arange(4) * last // 3)
+
+
 def test_make_errors_list_the_choices():
     with pytest.raises(ValueError, match="valid tasks: copy-curriculum"):
         rtrlx.tasks.make("nope")

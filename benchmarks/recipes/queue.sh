@@ -6,7 +6,7 @@
 # ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
 # Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|batch-256] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|batch-256] >/dev/null 2>&1 &
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
@@ -22,6 +22,9 @@
 # ptb-check: why OK(8) trails TBPTT-25 at 128 units. OK(8) at the published 256 units to 20k
 # steps (set beside the official OK(8) runs' first validations), then OK(8) seed 1 at 128
 # units to 200k (OK's own seed spread).
+# ptb-even: OK(8) at 256 units with the streams' offsets evenly spaced, as the OK code spaces
+# them (--task-param offsets=1; runs/recipes/ok-ptb-even), to 10k and 20k steps, beside the
+# random offsets of the recipe and the official runs.
 # batch-256: the copy recipe at batch 256 (runs/recipes/ok-copy-batch/*-b256-*), the batch
 # of the official repository's KTP copy runs: UORO and KF-RTRL seed 0 to 200k, 500k, 1M.
 #
@@ -107,6 +110,11 @@ case "${1:-copy}" in
     run ok-ptb ok:8 20000 0
     run ok-ptb ok:8 200000 1 ok-ptb-128 "" --hidden 128
     ;;
+  ptb-even)
+    for target in 10000 20000; do
+      run ok-ptb ok:8 "$target" 0 ok-ptb-even "" --task-param offsets=1
+    done
+    ;;
   batch-256)
     for target in 200000 500000 1000000; do
       for learner in uoro kf_rtrl; do
@@ -114,5 +122,5 @@ case "${1:-copy}" in
       done
     done
     ;;
-  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|batch-256]" >&2; exit 2 ;;
+  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|batch-256]" >&2; exit 2 ;;
 esac

@@ -164,6 +164,16 @@ class Task(eqx.Module):
     def init(self, params: Any, key: PRNGKeyArray) -> Any:
         """The state of one stream before its first step."""
 
+    def init_batch(self, params: Any, key: PRNGKeyArray, batch: int) -> Any:
+        """The states of ``batch`` streams before their first step, stacked on a leading axis.
+
+        Each stream's :meth:`init` with its own key (``jax.random.split(key, batch)``). A task
+        whose streams depend on each other (evenly spaced text offsets) overrides this.
+        """
+        import jax
+
+        return jax.vmap(self.init, in_axes=(None, 0))(params, jax.random.split(key, batch))
+
     def init_level(self, params: Any) -> Float[Array, ""]:
         """The curriculum's starting level (0 for a task without a curriculum)."""
         del params

@@ -39,6 +39,7 @@ class PTBParams(NamedTuple):
     stagger: int = 0  # 1: each stream restarts where its own text position is a multiple
     eval_reset: int = -1  # resets while evaluating (-1: every ``reset``; 0: never)
     eval_streams: int = 50  # contiguous pieces of a split evaluated in parallel
+    offsets: int = 0  # 0: each stream starts at a random offset; 1: evenly spaced, as the OK code
 
     @classmethod
     def checked(cls, **overrides: Any) -> "PTBParams":
@@ -57,6 +58,7 @@ BOUNDS = {
     "stagger": Bound(int, 0, 1),
     "eval_reset": Bound(int, -1),
     "eval_streams": Bound(int, 1),
+    "offsets": Bound(int, 0, 1),
 }
 
 
@@ -70,7 +72,9 @@ class PTBChar(Task):
     characters, as in the OK paper (``reset=0``: never, the state carried through the
     text): every stream at once, or (``stagger=1``, as the OK code does) each stream where
     its own text position is a multiple of ``reset``. Headline metric: bits per character
-    on the validation text (``evaluate``), reported with the test text's. ``rtrlx lm``
+    on the validation text (``evaluate``), reported with the test text's. The streams start
+    at random offsets, or (``offsets=1``, as the OK code does) at ``B`` evenly spaced ones,
+    ``floor(linspace(0, N - 2, B))`` for ``B`` streams and ``N`` characters. ``rtrlx lm``
     (:mod:`rtrlx.lm`) runs the standard windowed language-modelling protocol on the same
     text.
 
@@ -95,6 +99,12 @@ class PTBChar(Task):
     def init(self, params: PTBParams, key: PRNGKeyArray):
         offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1, jnp.int32)
         return offset
+
+    def init_batch(self, params: PTBParams, key: PRNGKeyArray, batch: int):
+        if not params.offsets:
+            return super().init_batch(params, key, batch)
+        last = params.train.shape[0] - 2  # the last position that has a next character
+        return jnp.asarray(np.arange(batch) * last // max(batch - 1, 1), jnp.int32)
 
     def reset_period(self, params: PTBParams) -> int | None:
         return None if params.stagger else params.reset or None
