@@ -221,7 +221,8 @@ def ok_ptb() -> Recipe:
         ),
         summary="char PTB online, RHN 256, batch 32, Adam 10^-3.5 every step, 1M steps",
         differences=(
-            "Stream offsets are drawn at random (the code spaces them evenly). Validation "
+            "Stream offsets are drawn at random (the code spaces them evenly; "
+            "--task-param offsets=1 does too, a departure from this version). Validation "
             "and test read 64 pieces in parallel (the OK code's test reads 2, its "
             "validation is not committed; KTP's reads 64), and the test BPC is the model's "
             "at the best validation, scored at every validation rather than from a saved "
