@@ -8,7 +8,8 @@ by-stream order does, so train/bench there is the loop's own cost; as B grows, e
 traces (B x 3.4 MB) leave the caches, which the bench's order never does (BENCHMARKS.md,
 "exact RTRL's train/bench against the number of streams").
 
-For each configuration (batch 16, the copy curriculum's input and output sizes) it measures,
+For each configuration (batch 16 unless ``--batch``, the copy curriculum's input and output
+sizes) it measures,
 each in a fresh process and interleaved round by round:
 
 - ``train``: ``rtrlx.train`` (Adam every step), milliseconds per step from the chunks'
@@ -25,8 +26,9 @@ each in a fresh process and interleaved round by round:
 - the same-run matmul rates: a 2048² float32 matmul, and the shape of OK's propagation
   (each stream's ``(rank·rows, S·n) @ (S·n, S·n)``), so that OK's training step can be stated
   as a fraction of what the machine does on the same products; and exact RTRL's trace
-  products (``J_h @ M``, GRU 64, 16 streams), with one stream's trace in cache and with the
-  16 traces updated in turn, the two rates between which RTRL's training step must fall.
+  products (``J_h @ M``, GRU 64, every stream of the batch), with one stream's trace in cache
+  and with all the traces updated in turn, the two rates between which RTRL's training step
+  must fall.
 
 It prints a markdown table (medians over rounds, spreads (max - min) / median) and writes
 every figure to the JSON.
@@ -185,7 +187,7 @@ def _rate(fn, args, flops: float, repeats: int = 7) -> float:
 
 
 def one_matmul() -> dict:
-    """GFLOP/s of a 2048² matmul and of OK's propagation shape (16 streams), float32."""
+    """GFLOP/s of a 2048² matmul and of OK's propagation shape (``BATCH`` streams), float32."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -224,11 +226,11 @@ def one_matmul() -> dict:
 
 
 def _rtrl_rates(key) -> dict:
-    """GFLOP/s of exact RTRL's trace products, J_h (n x n) @ M (n x P), GRU 64, 16 streams.
+    """GFLOP/s of exact RTRL's trace products, J_h (n x n) @ M (n x P), GRU 64, ``BATCH`` streams.
 
     With one stream's trace in cache (what the bench's by-stream layout runs: one stream
-    through the whole sequence) and with the 16 streams' traces in turn (what training must
-    run when the parameters change every step: 54 MB of traces, out of the L3 cache).
+    through the whole sequence) and with all the streams' traces in turn (what training must
+    run when the parameters change every step: 3.4 MB of trace per stream, 54 MB at 16).
     """
     import equinox as eqx
     import jax
@@ -368,7 +370,7 @@ def table(result: dict) -> str:
         "matmul 2048² GFLOP/s: " + ", ".join(f"{m['square_2048_gflops']:.0f}" for m in rates),
         "OK propagation shape GFLOP/s: "
         + ", ".join(f"{m['ok_propagation_gflops']:.0f}" for m in rates),
-        f"batch {BATCH}",
+        f"batch {result.get('batch', 16)}",
         "RTRL trace products GFLOP/s, one stream in cache / all streams in turn: "
         + ", ".join(
             "{one_stream_in_cache:.0f} / {streams:.0f}".format(

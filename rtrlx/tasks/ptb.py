@@ -74,7 +74,9 @@ class PTBChar(Task):
     its own text position is a multiple of ``reset``. Headline metric: bits per character
     on the validation text (``evaluate``), reported with the test text's. The streams start
     at random offsets, or (``offsets=1``, as the OK code does) at ``B`` evenly spaced ones,
-    ``floor(linspace(0, N - 2, B))`` for ``B`` streams and ``N`` characters. ``rtrlx lm``
+    ``floor(linspace(0, N - 2, B))`` for ``B`` streams and ``N`` characters; then the seed no
+    longer changes the text each stream reads, and the last stream, wrapping to the start
+    after one step, follows the first one character behind (as in the OK code). ``rtrlx lm``
     (:mod:`rtrlx.lm`) runs the standard windowed language-modelling protocol on the same
     text.
 
@@ -100,7 +102,7 @@ class PTBChar(Task):
         offset = jax.random.randint(key, (), 0, params.train.shape[0] - 1, jnp.int32)
         return offset
 
-    def init_batch(self, params: PTBParams, key: PRNGKeyArray, batch: int):
+    def init_batch(self, params: PTBParams, key: PRNGKeyArray, batch: int) -> Array:
         if not params.offsets:
             return super().init_batch(params, key, batch)
         last = params.train.shape[0] - 2  # the last position that has a next character
