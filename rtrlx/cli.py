@@ -302,7 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--update-every", type=_positive, default=1, help="steps between updates (1)"
         )
-        p.add_argument("--optimizer", default="adam", help="adam or sgd (adam)")
+        p.add_argument(
+            "--optimizer",
+            default="adam",
+            help="adam (optax's), adam-tf1 (TensorFlow 1's epsilon-hat form) or sgd (adam)",
+        )
+        p.add_argument(
+            "--cell-grad-scale",
+            type=float,
+            default=1.0,
+            help="multiply the cell's gradient by this before clip and optimizer (1)",
+        )
         p.add_argument(
             "--init-scale",
             type=float,
@@ -482,6 +492,7 @@ CONFIG_FLAGS = (
     "init_scale",
     "clip",
     "clip_scope",
+    "cell_grad_scale",
 )
 
 

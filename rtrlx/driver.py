@@ -555,12 +555,15 @@ def _as_dict(config: Any) -> dict:
 def config_changes(saved: dict, config: Any) -> dict[str, tuple[Any, Any]]:
     """``{setting: (saved, now)}`` for each setting of ``config`` that differs from ``saved``.
 
-    A dict-valued field is compared key by key (``"agent_params.lr"``).
+    A dict-valued field is compared key by key (``"agent_params.lr"``). A setting that
+    ``saved`` lacks (a run started before rtrlx had it) counts as its default: the run
+    computed what the default computes.
     """
     now = _as_dict(config)
+    defaults = _defaults(config)
     differ: dict[str, tuple[Any, Any]] = {}
     for name in sorted(set(saved) | set(now)):
-        a, b = saved.get(name), now.get(name)
+        a, b = saved.get(name, defaults.get(name)), now.get(name)
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
                 if a.get(key) != b.get(key):
@@ -568,6 +571,19 @@ def config_changes(saved: dict, config: Any) -> dict[str, tuple[Any, Any]]:
         elif a != b:
             differ[name] = (a, b)
     return differ
+
+
+def _defaults(config: Any) -> dict[str, Any]:
+    """The defaults of a dataclass ``config``'s fields (none for another kind of config)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return _as_dict(out)
 
 
 def _refuse_changes(out: str, config: Any, free: set[str]) -> None:

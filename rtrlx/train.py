@@ -45,10 +45,11 @@ from .learners import (
 )
 from .learners import make as make_learner
 from .learners._registry import valid_names
+from .optim import adam_tf1
 from .tasks import TASKS
 from .tasks import make as make_task
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adam-tf1", "sgd")
 #: What ``clip`` applies to: every gradient, or the cell's only.
 CLIP_SCOPES = ("all", "cell")
 
@@ -74,7 +75,8 @@ class TrainConfig:
         seed: seed of parameters, data and the learner's noise.
         update_every: steps between parameter updates (1: fully online). The gradients of
             the steps in between are summed.
-        optimizer: ``"adam"`` or ``"sgd"``.
+        optimizer: ``"adam"`` (optax's), ``"adam-tf1"`` (TensorFlow 1's, as code written
+            for it trains: :func:`rtrlx.optim.adam_tf1`) or ``"sgd"``.
         chunk: steps per jitted call (the granularity of progress and checkpoints).
         checkpoint_every: steps between checkpoints (rounded up to whole chunks; 0: none).
         eval_every: steps between held-out evaluations (0: only at the end).
@@ -92,6 +94,10 @@ class TrainConfig:
         clip_scope: what ``clip`` measures and rescales: ``"all"`` (every parameter's
             gradient, one global norm) or ``"cell"`` (the cell's only, the readout's
             unclipped, as the KF-RTRL and OK code clips its recurrent matrix).
+        cell_grad_scale: multiplies the cell's gradient before the clip and the optimizer
+            (1: as computed). The OK code's recurrent gradient is the batch mean divided by
+            the batch size again, ``1 / batch`` here; under Adam a constant scale changes
+            only how much epsilon weighs.
         recipe: the published protocol this run follows (``name@version``,
             :mod:`rtrlx.recipes`), or empty; a record, not a setting: a resumed run keeps
             the label it started with, whether or not the resuming command names it.
@@ -116,6 +122,7 @@ class TrainConfig:
     init_scale: float = 0.0
     clip: float = 0.0
     clip_scope: str = "all"
+    cell_grad_scale: float = 1.0
     recipe: str = ""
 
     def validate(self) -> None:
@@ -160,6 +167,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}.")
+        value = self.cell_grad_scale
+        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError(f"cell_grad_scale must be a finite number > 0, got {value!r}.")
         if self.clip_scope not in CLIP_SCOPES:
             raise ValueError(
                 f"unknown clip_scope {self.clip_scope!r}; valid: {', '.join(CLIP_SCOPES)}."
@@ -302,23 +312,25 @@ def _normal_init(params: Any, scale: float, key: Any) -> Any:
 
 
 def _optimizer(config: TrainConfig, params: Any) -> optax.GradientTransformation:
-    """Adam or SGD at ``config.lr``, after clipping when ``config.clip`` asks for it.
+    """The optimizer at ``config.lr``, after the cell's scale and the clip where asked.
 
-    A constant learning rate is not part of adam's or sgd's state: a checkpoint's optimizer
+    A constant learning rate is not part of the optimizers' state: a checkpoint's optimizer
     state goes on under a new lr (``allow_changes=("lr",)`` on resume).
     """
-    optimizer = optax.adam(config.lr) if config.optimizer == "adam" else optax.sgd(config.lr)
-    if not config.clip:
-        return optimizer
-    clip = optax.clip_by_global_norm(config.clip)
-    if config.clip_scope == "cell":
-        cell_params, head_params = params
-        mask = (
-            jax.tree.map(lambda _: True, cell_params),
-            jax.tree.map(lambda _: False, head_params),
-        )
-        clip = optax.masked(clip, mask)
-    return optax.chain(clip, optimizer)
+    made = {"adam": optax.adam, "adam-tf1": adam_tf1, "sgd": optax.sgd}
+    optimizer = made[config.optimizer](config.lr)
+    cell_params, head_params = params
+    cell_only = (
+        jax.tree.map(lambda _: True, cell_params),
+        jax.tree.map(lambda _: False, head_params),
+    )
+    before = []
+    if config.cell_grad_scale != 1:
+        before.append(optax.masked(optax.scale(config.cell_grad_scale), cell_only))
+    if config.clip:
+        clip = optax.clip_by_global_norm(config.clip)
+        before.append(optax.masked(clip, cell_only) if config.clip_scope == "cell" else clip)
+    return optax.chain(*before, optimizer) if before else optimizer
 
 
 Sums = tuple[jax.Array, jax.Array]  # (training loss, task statistics) summed over a chunk

@@ -92,7 +92,7 @@ def test_non_finite_loss_stops_with_the_step_and_learner(tmp_path):
         ({"cell": "nope"}, "valid cells: elman"),
         ({"learner": "nope"}, "valid learners: bptt"),
         ({"learner": "bptt"}, "cannot train online"),
-        ({"optimizer": "lion"}, "valid: adam, sgd"),
+        ({"optimizer": "lion"}, "valid: adam, adam-tf1, sgd"),
         ({"task": "ptb-char", "learner": "tbptt:7"}, "multiple of the truncation 7"),
         ({"steps": 0}, "steps must be >= 1"),
         ({"eval_every": -1}, "eval_every must be >= 0"),

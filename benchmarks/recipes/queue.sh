@@ -6,7 +6,7 @@
 # ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
 # Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|batch-256] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|batch-256] >/dev/null 2>&1 &
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
@@ -25,6 +25,9 @@
 # ptb-even: OK(8) at 256 units with the streams' offsets evenly spaced, as the OK code spaces
 # them (--task-param offsets=1; runs/recipes/ok-ptb-even), to 10k and 20k steps, beside the
 # random offsets of the recipe and the official runs.
+# ptb-v2: the PTB recipe's version 2 (the OK code's 1/32 recurrent gradient and TensorFlow 1's
+# Adam; runs/recipes/ok-ptb-v2): OK(8) at 256 units to 10k and 20k, beside version 1's run of
+# the same seed, then TBPTT-25 to 20k. The other PTB modes continue version 1's runs.
 # batch-256: the copy recipe at batch 256 (runs/recipes/ok-copy-batch/*-b256-*), the batch
 # of the official repository's KTP copy runs: UORO and KF-RTRL seed 0 to 200k, 500k, 1M.
 #
@@ -87,8 +90,8 @@ case "${1:-copy}" in
     ;;
   ptb)
     for target in 50000 200000 1000000; do
-      run ok-ptb ok:8 "$target" 0
-      run ok-ptb kf_rtrl "$target" 0
+      run ok-ptb@1 ok:8 "$target" 0 ok-ptb
+      run ok-ptb@1 kf_rtrl "$target" 0 ok-ptb
     done
     ;;
   copy-baselines)
@@ -97,23 +100,27 @@ case "${1:-copy}" in
     done
     ;;
   ptb-baselines)
-    for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed"; done
+    for seed in 0 1; do run ok-ptb@1 tbptt:25 1000000 "$seed" ok-ptb; done
     ;;
   ptb-128)
-    for seed in 0 1; do run ok-ptb tbptt:25 1000000 "$seed" ok-ptb-128 "" --hidden 128; done
-    run ok-ptb kf_rtrl 1000000 0 ok-ptb-128 "" --hidden 128
+    for seed in 0 1; do run ok-ptb@1 tbptt:25 1000000 "$seed" ok-ptb-128 "" --hidden 128; done
+    run ok-ptb@1 kf_rtrl 1000000 0 ok-ptb-128 "" --hidden 128
     for target in 200000 500000 1000000; do
-      run ok-ptb ok:8 "$target" 0 ok-ptb-128 "" --hidden 128
+      run ok-ptb@1 ok:8 "$target" 0 ok-ptb-128 "" --hidden 128
     done
     ;;
   ptb-check)
-    run ok-ptb ok:8 20000 0
-    run ok-ptb ok:8 200000 1 ok-ptb-128 "" --hidden 128
+    run ok-ptb@1 ok:8 20000 0 ok-ptb
+    run ok-ptb@1 ok:8 200000 1 ok-ptb-128 "" --hidden 128
     ;;
   ptb-even)
     for target in 10000 20000; do
-      run ok-ptb ok:8 "$target" 0 ok-ptb-even "" --task-param offsets=1
+      run ok-ptb@1 ok:8 "$target" 0 ok-ptb-even "" --task-param offsets=1
     done
+    ;;
+  ptb-v2)
+    for target in 10000 20000; do run ok-ptb@2 ok:8 "$target" 0 ok-ptb-v2; done
+    run ok-ptb@2 tbptt:25 20000 0 ok-ptb-v2
     ;;
   batch-256)
     for target in 200000 500000 1000000; do
@@ -122,5 +129,5 @@ case "${1:-copy}" in
       done
     done
     ;;
-  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|batch-256]" >&2; exit 2 ;;
+  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|batch-256]" >&2; exit 2 ;;
 esac
