@@ -521,7 +521,7 @@ def _recipes(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .recipes import RECIPES, recipe
+    from .recipes import OLDER, RECIPES, recipe
 
     out, err = _stdout_console(), Console(stderr=True)
     misuse = _recipes_misuse(args)
@@ -533,8 +533,8 @@ def _recipes(args: argparse.Namespace) -> int:
         for col in ("recipe", "learner", "what"):
             table.add_column(col)
         for name in RECIPES:
-            r = recipe(name)
-            table.add_row(r.label, r.config.learner, r.summary)
+            for r in (recipe(name), *(make() for make in OLDER.get(name, {}).values())):
+                table.add_row(r.label, r.config.learner, r.summary)
         out.print(table)
         return 0
     try:

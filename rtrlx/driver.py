@@ -557,7 +557,8 @@ def config_changes(saved: dict, config: Any) -> dict[str, tuple[Any, Any]]:
 
     A dict-valued field is compared key by key (``"agent_params.lr"``). A setting that
     ``saved`` lacks (a run started before rtrlx had it) counts as its default: the run
-    computed what the default computes.
+    computed what the default computes. (A new setting's default must therefore be what
+    rtrlx did before it existed, and stay so.)
     """
     now = _as_dict(config)
     defaults = _defaults(config)

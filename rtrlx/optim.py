@@ -50,7 +50,7 @@ def adam_tf1(
 
     References:
         Kingma and Ba. Adam: a method for stochastic optimization. ICLR 2015, section 2
-        ("the efficiency ... could be improved by changing the order of computation").
+        (the reordered computation, with epsilon-hat, that TensorFlow 1 implements).
         https://arxiv.org/abs/1412.6980
     """
 

@@ -96,8 +96,9 @@ class TrainConfig:
             unclipped, as the KF-RTRL and OK code clips its recurrent matrix).
         cell_grad_scale: multiplies the cell's gradient before the clip and the optimizer
             (1: as computed). The OK code's recurrent gradient is the batch mean divided by
-            the batch size again, ``1 / batch`` here; under Adam a constant scale changes
-            only how much epsilon weighs.
+            the batch size again, ``1 / batch`` here. Under Adam a constant scale changes
+            only how much epsilon weighs and, with ``clip``, where the clip bites (the clip
+            measures the scaled gradient, as that code's does).
         recipe: the published protocol this run follows (``name@version``,
             :mod:`rtrlx.recipes`), or empty; a record, not a setting: a resumed run keeps
             the label it started with, whether or not the resuming command names it.

@@ -1,6 +1,7 @@
 """TensorFlow 1's Adam and the cell's gradient scale (the OK code's optimizer)."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -8,10 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from rtrlx.driver import config_changes
+from rtrlx.cli import main
+from rtrlx.driver import config_changes, load_checkpoint
 from rtrlx.optim import adam_tf1
 from rtrlx.recipes import recipe
-from rtrlx.train import TrainConfig, _optimizer
+from rtrlx.train import TrainConfig, _optimizer, build
 
 
 def _tf1_reference(grads, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -106,3 +108,42 @@ def test_ok_ptb_version_2_is_the_codes_optimizer_and_version_1_stays():
     assert set(differ) == {"optimizer", "cell_grad_scale"}
     with pytest.raises(ValueError, match="earlier version kept for its runs: ok-ptb@1"):
         recipe("ok-ptb@3")
+
+
+def test_adam_tf1_keeps_float32_under_strict_promotion():
+    params = {"w": jnp.zeros(3, jnp.float32)}  # the tests run with x64 and strict promotion
+    opt = adam_tf1(1e-3)
+    updates, _ = jax.jit(opt.update)({"w": jnp.ones(3, jnp.float32)}, opt.init(params))
+    assert updates["w"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("change", [{}, {"clip": 1.0}, {"clip": 1.0, "clip_scope": "cell"}])
+def test_runs_without_a_scale_keep_their_optimizer_state_as_before(change):
+    """Checkpoints written before cell_grad_scale existed still load: same state tree."""
+    params = ({"w": jnp.zeros(4)}, {"v": jnp.zeros(3)})
+    config = dataclasses.replace(TrainConfig(), **change)
+    adam = optax.adam(config.lr)
+    if change:
+        clip = optax.clip_by_global_norm(1.0)
+        if change.get("clip_scope") == "cell":
+            clip = optax.masked(clip, ({"w": True}, {"v": False}))
+        adam = optax.chain(clip, adam)
+    got = _optimizer(config, params).init(params)
+    assert jax.tree.structure(got) == jax.tree.structure(adam.init(params))
+
+
+@pytest.mark.slow  # three short trainings
+def test_adam_tf1_and_the_scale_train_and_resume_exactly(tmp_path, capsys):
+    argv = ["train", "--hidden", "4", "--chunk", "10", "--checkpoint-every", "10"]
+    argv += ["--optimizer", "adam-tf1", "--cell-grad-scale", "0.5", "--clip", "1"]
+    assert main([*argv, "--steps", "30", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*argv, "--steps", "20", "--out", str(tmp_path / "split")]) == 0
+    assert main([*argv, "--steps", "30", "--out", str(tmp_path / "split"), "--resume"]) == 0
+    capsys.readouterr()
+    saved = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert (saved["optimizer"], saved["cell_grad_scale"]) == ("adam-tf1", 0.5)
+    like = build(TrainConfig(**saved))[1]
+    a = load_checkpoint(str(tmp_path / "straight"), like)[1]
+    b = load_checkpoint(str(tmp_path / "split"), like)[1]
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -14,7 +14,7 @@ import pytest
 import rtrlx
 from rtrlx.cli import main
 from rtrlx.driver import RunError
-from rtrlx.recipes import RECIPES, best_validation, departures, plot_runs, recipe
+from rtrlx.recipes import OLDER, RECIPES, best_validation, departures, plot_runs, recipe
 from rtrlx.train import TrainConfig, build, train
 
 
@@ -31,7 +31,9 @@ def _settings(doc: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize(
+    "name", [*RECIPES, *(f"{base}@{v}" for base, kept in OLDER.items() for v in kept)]
+)
 def test_recipe_config_is_what_its_docstring_says(name):
     r = recipe(name)
     settings = _settings(r.doc)

@@ -56,7 +56,7 @@ def row(run: str, metric: str, steps: tuple[int, ...], found: Recipe) -> str:
 
 def main() -> None:
     """Print the table for the recipe and run directories given."""
-    if len(sys.argv) < 2 or sys.argv[1] not in STEPS:
+    if len(sys.argv) < 2 or sys.argv[1].partition("@")[0] not in STEPS:
         sys.exit(f"usage: table.py {{{','.join(STEPS)}}} RUN_DIR...")
     found = recipe(sys.argv[1])
     metric = make(found.config.task)[0].metric
