@@ -6,7 +6,7 @@
 # ends). Waits first for any `rtrlx lm` comparison to end (one job at a time on 2 cores).
 # Logs to runs/recipes/queue.log.
 #
-#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|batch-256] >/dev/null 2>&1 &
+#   nohup bash benchmarks/recipes/queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|ptb-v2-even|batch-256] >/dev/null 2>&1 &
 #
 # copy (the default): OK(16)'s two seeds in stages (each to 250k, 500k, 1M, then the
 # published 2M), so that both seeds have run as far as the time given allows; then OK(4) to 1M.
@@ -28,6 +28,8 @@
 # ptb-v2: the PTB recipe's version 2 (the OK code's 1/32 recurrent gradient and TensorFlow 1's
 # Adam; runs/recipes/ok-ptb-v2): OK(8) at 256 units to 10k and 20k, beside version 1's run of
 # the same seed, then TBPTT-25 to 20k. The other PTB modes continue version 1's runs.
+# ptb-v2-even: version 2 with the official offsets (--task-param offsets=1), seed 1, to 10k
+# and 20k (runs/recipes/ok-ptb-v2-even), beside the official runs' first validations.
 # batch-256: the copy recipe at batch 256 (runs/recipes/ok-copy-batch/*-b256-*), the batch
 # of the official repository's KTP copy runs: UORO and KF-RTRL seed 0 to 200k, 500k, 1M.
 #
@@ -122,6 +124,11 @@ case "${1:-copy}" in
     for target in 10000 20000; do run ok-ptb@2 ok:8 "$target" 0 ok-ptb-v2; done
     run ok-ptb@2 tbptt:25 20000 0 ok-ptb-v2
     ;;
+  ptb-v2-even)
+    for target in 10000 20000; do
+      run ok-ptb@2 ok:8 "$target" 1 ok-ptb-v2-even "" --task-param offsets=1
+    done
+    ;;
   batch-256)
     for target in 200000 500000 1000000; do
       for learner in uoro kf_rtrl; do
@@ -129,5 +136,5 @@ case "${1:-copy}" in
       done
     done
     ;;
-  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|batch-256]" >&2; exit 2 ;;
+  *) echo "usage: queue.sh [copy|ok-4|ptb|copy-baselines|ptb-baselines|ptb-128|ptb-check|ptb-even|ptb-v2|ptb-v2-even|batch-256]" >&2; exit 2 ;;
 esac
